@@ -1,0 +1,632 @@
+"""Building blocks of the module zoo: norms, residual blocks, attention, FIR resampling, GAN layers.
+
+Conventions: images are NHWC; every module takes ``dtype`` (compute dtype) and keeps float32
+parameters; normalisation statistics are computed in float32. Dropout is active iff a PRNG key is
+passed. Facts (layer order, initialisation, FIR padding) follow score_sde's ``layerspp.py`` /
+``up_or_down_sampling.py`` and DDGAN's ``layerspp.py`` / ``discriminator.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jaxtyping import Array, Float
+
+Dtype = Any
+SQRT2 = float(np.sqrt(2.0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Initialisation (DDPM's variance_scaling(scale, fan_avg, uniform); scale 0 means 1e-10).
+
+
+def default_init(scale: float = 1.0) -> Callable:
+    """DDPM / score_sde initialiser; ``scale=0`` gives a near-zero (1e-10) init as the papers do."""
+    return nnx.initializers.variance_scaling(scale if scale > 0 else 1e-10, "fan_avg", "uniform")
+
+
+def conv(
+    cin: int,
+    cout: int,
+    k: int = 3,
+    *,
+    rngs: nnx.Rngs,
+    init_scale: float = 1.0,
+    use_bias: bool = True,
+    stride: int = 1,
+    padding: Any = "SAME",
+    dtype: Dtype = jnp.float32,
+) -> nnx.Conv:
+    """A ``k x k`` conv with DDPM init, float32 parameters and compute dtype ``dtype``."""
+    return nnx.Conv(
+        cin,
+        cout,
+        (k, k),
+        strides=(stride, stride),
+        padding=padding,
+        use_bias=use_bias,
+        kernel_init=default_init(init_scale),
+        bias_init=nnx.initializers.zeros,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
+
+
+def dense(
+    din: int,
+    dout: int,
+    *,
+    rngs: nnx.Rngs,
+    init_scale: float = 1.0,
+    use_bias: bool = True,
+    dtype: Dtype = jnp.float32,
+) -> nnx.Linear:
+    """A dense layer (also score_sde's NIN: a 1x1 "network in network" over channels)."""
+    return nnx.Linear(
+        din,
+        dout,
+        use_bias=use_bias,
+        kernel_init=default_init(init_scale),
+        bias_init=nnx.initializers.zeros,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
+
+
+def dropout(x: Array, rate: float, key: jax.Array | None) -> Array:
+    """Inverted dropout; identity when ``key`` is None or ``rate == 0``."""
+    if key is None or rate <= 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+def skip_rescale(a: Array, b: Array, rescale: bool = True) -> Array:
+    """Residual sum, divided by sqrt(2) when ``rescale`` (score_sde's ``skip_rescale``)."""
+    return (a + b) / SQRT2 if rescale else a + b
+
+
+def num_groups(c: int) -> int:
+    """score_sde's group count: ``min(C // 4, 32)``."""
+    return max(min(c // 4, 32), 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalisation: GroupNorm, adaptive GroupNorm (DDGAN), PixelNorm, mapping network.
+
+
+def group_norm_stats(x: Float[Array, "b h w c"], groups: int, eps: float) -> Array:
+    """Normalises each group of channels over (h, w, c/groups), in float32."""
+    b, h, w, c = x.shape
+    xf = x.astype(jnp.float32).reshape(b, h, w, groups, c // groups)
+    mean = xf.mean(axis=(1, 2, 4), keepdims=True)
+    var = jnp.square(xf - mean).mean(axis=(1, 2, 4), keepdims=True)
+    return ((xf - mean) * jax.lax.rsqrt(var + eps)).reshape(b, h, w, c)
+
+
+class GroupNorm(nnx.Module):
+    """GroupNorm with ``min(C//4, 32)`` groups, eps 1e-6, float32 statistics, learnt affine."""
+
+    def __init__(
+        self,
+        channels: int,
+        groups: int | None = None,
+        eps: float = 1e-6,
+        *,
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs | None = None,
+    ):
+        del rngs
+        self.groups = groups or num_groups(channels)
+        self.eps = eps
+        self.dtype = dtype
+        self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+
+    def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w c"]:
+        y = group_norm_stats(x, self.groups, self.eps) * self.scale[...] + self.bias[...]
+        return y.astype(self.dtype)
+
+
+class AdaptiveGroupNorm(nnx.Module):
+    """DDGAN's AdaGN: ``gamma(w) * GN(x) + beta(w)`` with ``[gamma, beta] = Dense(w)``.
+
+    The GroupNorm has no affine parameters; the style Dense's bias is initialised to gamma = 1,
+    beta = 0, so a zero modulation (zero style weights or w = 0) is exactly GroupNorm.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        style_dim: int,
+        groups: int | None = None,
+        eps: float = 1e-6,
+        *,
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.groups = groups or num_groups(channels)
+        self.eps = eps
+        self.dtype = dtype
+        self.style = dense(style_dim, 2 * channels, rngs=rngs)  # float32 modulation
+        self.style.bias.value = jnp.concatenate([jnp.ones(channels), jnp.zeros(channels)])
+
+    def __call__(
+        self, x: Float[Array, "b h w c"], w: Float[Array, "b s"]
+    ) -> Float[Array, "b h w c"]:
+        gamma, beta = jnp.split(self.style(w.astype(jnp.float32)), 2, axis=-1)
+        y = group_norm_stats(x, self.groups, self.eps)
+        return (gamma[:, None, None, :] * y + beta[:, None, None, :]).astype(self.dtype)
+
+
+def pixel_norm(z: Float[Array, "b d"], eps: float = 1e-8) -> Float[Array, "b d"]:
+    """StyleGAN's PixelNorm: ``z / sqrt(mean(z^2) + eps)`` over the feature axis."""
+    return z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=-1, keepdims=True) + eps)
+
+
+class MappingNetwork(nnx.Module):
+    """DDGAN's z mapping: PixelNorm -> Dense(nz, d) -> SiLU -> n_mlp x [Dense(d, d) -> SiLU]."""
+
+    def __init__(self, nz: int = 100, z_emb_dim: int = 256, n_mlp: int = 4, *, rngs: nnx.Rngs):
+        self.layers = nnx.List(
+            [dense(nz if i == 0 else z_emb_dim, z_emb_dim, rngs=rngs) for i in range(n_mlp + 1)]
+        )
+
+    def __call__(self, z: Float[Array, "b nz"]) -> Float[Array, "b d"]:
+        h = pixel_norm(z.astype(jnp.float32))
+        for layer in self.layers:
+            h = jax.nn.silu(layer(h))
+        return h
+
+
+# ----------------------------------------------------------------------------------------------
+# FIR up/down-sampling (upfirdn2d of StyleGAN2 / score_sde with the [1, 3, 3, 1] filter).
+
+
+def fir_kernel(k: Sequence[float] = (1, 3, 3, 1), gain: float = 1.0) -> np.ndarray:
+    """Separable FIR filter: outer product of ``k`` normalised to sum to ``gain``."""
+    k1 = np.asarray(k, np.float32)
+    k2 = np.outer(k1, k1) if k1.ndim == 1 else k1
+    return (k2 / k2.sum() * gain).astype(np.float32)
+
+
+def upfirdn2d(
+    x: Float[Array, "b h w c"],
+    kernel: np.ndarray,
+    up: int = 1,
+    down: int = 1,
+    pad: tuple[int, int] = (0, 0),
+) -> Float[Array, "b ho wo c"]:
+    """Zero-insert upsample by ``up``, pad, filter with ``kernel`` (true convolution), keep every
+    ``down``-th sample; each channel independently. Same semantics as scipy.signal.upfirdn in 2D."""
+    c = x.shape[-1]
+    kh = kernel.shape[0]
+    w = jnp.asarray(kernel[::-1, ::-1], x.dtype)
+    w = jnp.broadcast_to(w[:, :, None, None], (kh, kernel.shape[1], 1, c))
+    # lhs_dilation inserts up-1 zeros *between* samples; upfirdn also appends them after the last.
+    padding = ((pad[0], pad[1] + up - 1), (pad[0], pad[1] + up - 1))
+    return jax.lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=(down, down),
+        padding=padding,
+        lhs_dilation=(up, up),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=c,
+    )
+
+
+def upsample_2d(
+    x: Float[Array, "b h w c"], k: Sequence[float] = (1, 3, 3, 1), factor: int = 2
+) -> Float[Array, "b h2 w2 c"]:
+    """FIR upsampling by ``factor`` (gain factor^2 so that constants are preserved)."""
+    kern = fir_kernel(k, factor**2)
+    p = kern.shape[0] - factor
+    return upfirdn2d(x, kern, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
+
+
+def downsample_2d(
+    x: Float[Array, "b h w c"], k: Sequence[float] = (1, 3, 3, 1), factor: int = 2
+) -> Float[Array, "b h2 w2 c"]:
+    """FIR downsampling by ``factor`` (anti-aliasing filter, then decimation)."""
+    kern = fir_kernel(k)
+    p = kern.shape[0] - factor
+    return upfirdn2d(x, kern, down=factor, pad=((p + 1) // 2, p // 2))
+
+
+def naive_upsample_2d(x: Float[Array, "b h w c"], factor: int = 2) -> Array:
+    """Nearest-neighbour upsampling."""
+    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+def naive_downsample_2d(x: Float[Array, "b h w c"], factor: int = 2) -> Array:
+    """Average pooling."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
+class FIRConv(nnx.Module):
+    """StyleGAN2's fused resampling conv (score_sde ``up_or_down_sampling.Conv2d``).
+
+    ``up``: a stride-2 transposed conv with the kernel, then the FIR filter (gain 4).
+    ``down``: the FIR filter, then a stride-2 VALID conv. Padding is applied once.
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int = 3,
+        *,
+        up: bool = False,
+        down: bool = False,
+        fir: Sequence[float] = (1, 3, 3, 1),
+        init_scale: float = 1.0,
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        assert not (up and down) and k % 2 == 1
+        self.up, self.down, self.k, self.fir, self.dtype = up, down, k, tuple(fir), dtype
+        self.kernel = nnx.Param(default_init(init_scale)(rngs.params(), (k, k, cin, cout)))
+        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
+
+    def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b ho wo o"]:
+        x = x.astype(self.dtype)
+        w = self.kernel[...].astype(self.dtype)
+        dn = ("NHWC", "HWIO", "NHWC")
+        if self.up:
+            kern = fir_kernel(self.fir, 4.0)
+            # transposed stride-2 conv == conv of the zero-inserted input with a "full" padding
+            y = jax.lax.conv_general_dilated(
+                x, w, (1, 1), ((self.k - 1,) * 2,) * 2, lhs_dilation=(2, 2), dimension_numbers=dn
+            )
+            p = (kern.shape[0] - 2) - (self.k - 1)
+            y = upfirdn2d(y, kern, pad=((p + 1) // 2 + 1, p // 2 + 1))
+        elif self.down:
+            kern = fir_kernel(self.fir)
+            p = (kern.shape[0] - 2) + (self.k - 1)
+            y = upfirdn2d(x, kern, pad=((p + 1) // 2, p // 2))
+            y = jax.lax.conv_general_dilated(y, w, (2, 2), "VALID", dimension_numbers=dn)
+        else:
+            y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+        return y + self.bias[...].astype(self.dtype)
+
+
+class Upsample(nnx.Module):
+    """score_sde's Upsample: nearest (+3x3 conv) or FIR (+fused conv)."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int | None = None,
+        *,
+        with_conv: bool = False,
+        fir: bool = False,
+        fir_kernel: Sequence[float] = (1, 3, 3, 1),
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        cout = cout or cin
+        self.fir, self.fir_k, self.with_conv = fir, tuple(fir_kernel), with_conv
+        self.conv = (
+            (
+                FIRConv(cin, cout, up=True, fir=fir_kernel, dtype=dtype, rngs=rngs)
+                if fir
+                else conv(cin, cout, 3, dtype=dtype, rngs=rngs)
+            )
+            if with_conv
+            else None
+        )
+
+    def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h2 w2 o"]:
+        if self.fir:
+            return self.conv(x) if self.with_conv else upsample_2d(x, self.fir_k)
+        h = naive_upsample_2d(x)
+        return self.conv(h) if self.with_conv else h
+
+
+class Downsample(nnx.Module):
+    """score_sde's Downsample: avg-pool / stride-2 conv, or FIR (+fused conv)."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int | None = None,
+        *,
+        with_conv: bool = False,
+        fir: bool = False,
+        fir_kernel: Sequence[float] = (1, 3, 3, 1),
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        cout = cout or cin
+        self.fir, self.fir_k, self.with_conv = fir, tuple(fir_kernel), with_conv
+        self.conv = (
+            (
+                FIRConv(cin, cout, down=True, fir=fir_kernel, dtype=dtype, rngs=rngs)
+                if fir
+                else conv(cin, cout, 3, stride=2, padding=((1, 1), (1, 1)), dtype=dtype, rngs=rngs)
+            )
+            if with_conv
+            else None
+        )
+
+    def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h2 w2 o"]:
+        if self.with_conv:
+            return self.conv(x)
+        return downsample_2d(x, self.fir_k) if self.fir else naive_downsample_2d(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# Residual blocks (score_sde's ResnetBlockDDPMpp / ResnetBlockBigGANpp, DDGAN's AdaGN variants).
+
+
+class _ResBlockBase(nnx.Module):
+    def _norms(self, cin, cout, zemb_dim, dtype, rngs):
+        if zemb_dim:
+            self.norm0 = AdaptiveGroupNorm(cin, zemb_dim, dtype=dtype, rngs=rngs)
+            self.norm1 = AdaptiveGroupNorm(cout, zemb_dim, dtype=dtype, rngs=rngs)
+        else:
+            self.norm0 = GroupNorm(cin, dtype=dtype)
+            self.norm1 = GroupNorm(cout, dtype=dtype)
+        self.adaptive = bool(zemb_dim)
+
+    def _norm(self, norm, h, zemb):
+        return norm(h, zemb) if self.adaptive else norm(h)
+
+
+class ResBlockDDPM(_ResBlockBase):
+    """DDPM residual block: GN-act-conv (+Dense(act(temb))) GN-act-dropout-conv, NIN shortcut.
+
+    With ``zemb_dim`` both GroupNorms are adaptive (DDGAN's ``ResnetBlockDDPMpp_Adagn``).
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int | None = None,
+        *,
+        temb_dim: int | None = None,
+        zemb_dim: int | None = None,
+        dropout: float = 0.1,
+        skip_rescale: bool = False,
+        init_scale: float = 0.0,
+        conv_shortcut: bool = False,
+        act: Callable = jax.nn.silu,
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        cout = cout or cin
+        self._norms(cin, cout, zemb_dim, dtype, rngs)
+        self.conv0 = conv(cin, cout, 3, dtype=dtype, rngs=rngs)
+        self.temb = dense(temb_dim, cout, dtype=dtype, rngs=rngs) if temb_dim else None
+        self.conv1 = conv(cout, cout, 3, init_scale=init_scale, dtype=dtype, rngs=rngs)
+        if cin == cout:
+            self.shortcut = None
+        elif conv_shortcut:
+            self.shortcut = conv(cin, cout, 3, dtype=dtype, rngs=rngs)
+        else:
+            self.shortcut = dense(cin, cout, init_scale=0.1, dtype=dtype, rngs=rngs)
+        self.rate, self.rescale, self.act, self.dtype = dropout, skip_rescale, act, dtype
+
+    def __call__(
+        self,
+        x: Float[Array, "b h w c"],
+        temb: Float[Array, "b e"] | None = None,
+        zemb: Float[Array, "b s"] | None = None,
+        *,
+        key: jax.Array | None = None,
+    ) -> Float[Array, "b h w o"]:
+        x = x.astype(self.dtype)
+        h = self.conv0(self.act(self._norm(self.norm0, x, zemb)))
+        if self.temb is not None and temb is not None:
+            h = h + self.temb(self.act(temb))[:, None, None, :]
+        h = self.act(self._norm(self.norm1, h, zemb))
+        h = self.conv1(dropout(h, self.rate, key))
+        if self.shortcut is not None:
+            x = self.shortcut(x)
+        return skip_rescale(x, h, self.rescale)
+
+
+class ResBlockBigGAN(_ResBlockBase):
+    """BigGAN residual block with optional up/down-sampling of both paths (FIR or naive),
+    1x1-conv shortcut when channels change or the resolution changes."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int | None = None,
+        *,
+        up: bool = False,
+        down: bool = False,
+        temb_dim: int | None = None,
+        zemb_dim: int | None = None,
+        dropout: float = 0.1,
+        fir: bool = False,
+        fir_kernel: Sequence[float] = (1, 3, 3, 1),
+        skip_rescale: bool = True,
+        init_scale: float = 0.0,
+        act: Callable = jax.nn.silu,
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        cout = cout or cin
+        self._norms(cin, cout, zemb_dim, dtype, rngs)
+        self.conv0 = conv(cin, cout, 3, dtype=dtype, rngs=rngs)
+        self.temb = dense(temb_dim, cout, dtype=dtype, rngs=rngs) if temb_dim else None
+        self.conv1 = conv(cout, cout, 3, init_scale=init_scale, dtype=dtype, rngs=rngs)
+        self.shortcut = (
+            conv(cin, cout, 1, dtype=dtype, rngs=rngs) if (cin != cout or up or down) else None
+        )
+        self.up, self.down, self.fir, self.fir_k = up, down, fir, tuple(fir_kernel)
+        self.rate, self.rescale, self.act, self.dtype = dropout, skip_rescale, act, dtype
+
+    def _resample(self, x):
+        if self.up:
+            return upsample_2d(x, self.fir_k) if self.fir else naive_upsample_2d(x)
+        if self.down:
+            return downsample_2d(x, self.fir_k) if self.fir else naive_downsample_2d(x)
+        return x
+
+    def __call__(
+        self,
+        x: Float[Array, "b h w c"],
+        temb: Float[Array, "b e"] | None = None,
+        zemb: Float[Array, "b s"] | None = None,
+        *,
+        key: jax.Array | None = None,
+    ) -> Float[Array, "b ho wo o"]:
+        x = x.astype(self.dtype)
+        h = self.act(self._norm(self.norm0, x, zemb))
+        h, x = self._resample(h), self._resample(x)
+        h = self.conv0(h)
+        if self.temb is not None and temb is not None:
+            h = h + self.temb(self.act(temb))[:, None, None, :]
+        h = self.act(self._norm(self.norm1, h, zemb))
+        h = self.conv1(dropout(h, self.rate, key))
+        if self.shortcut is not None:
+            x = self.shortcut(x)
+        return skip_rescale(x, h, self.rescale)
+
+
+# ----------------------------------------------------------------------------------------------
+# Self-attention over spatial positions (DDPM's AttnBlock as in score_sde's AttnBlockpp).
+
+
+def spatial_attention(
+    q: Float[Array, "b h w c"], k: Float[Array, "b h w c"], v: Float[Array, "b h w c"]
+) -> Float[Array, "b h w c"]:
+    """Single-head dot-product attention over the h*w positions, softmax in float32."""
+    b, h, w, c = q.shape
+    logits = jnp.einsum("bic,bjc->bij", q.reshape(b, h * w, c), k.reshape(b, h * w, c))
+    attn = jax.nn.softmax(logits.astype(jnp.float32) * c**-0.5, axis=-1).astype(v.dtype)
+    return jnp.einsum("bij,bjc->bic", attn, v.reshape(b, h * w, c)).reshape(b, h, w, c)
+
+
+class AttnBlock(nnx.Module):
+    """GN -> q, k, v (NIN) -> attention -> NIN (init_scale) -> residual (/sqrt 2 if rescale)."""
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        skip_rescale: bool = False,
+        init_scale: float = 0.0,
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        c = channels
+        self.norm = GroupNorm(c, dtype=dtype)
+        self.q = dense(c, c, init_scale=0.1, dtype=dtype, rngs=rngs)
+        self.k = dense(c, c, init_scale=0.1, dtype=dtype, rngs=rngs)
+        self.v = dense(c, c, init_scale=0.1, dtype=dtype, rngs=rngs)
+        self.out = dense(c, c, init_scale=init_scale, dtype=dtype, rngs=rngs)
+        self.rescale, self.dtype = skip_rescale, dtype
+
+    def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w c"]:
+        x = x.astype(self.dtype)
+        h = self.norm(x)
+        h = self.out(spatial_attention(self.q(h), self.k(h), self.v(h)))
+        return skip_rescale(x, h, self.rescale)
+
+
+# ----------------------------------------------------------------------------------------------
+# GAN layers: minibatch standard deviation (StyleGAN).
+
+
+def minibatch_stddev(
+    x: Float[Array, "b h w c"], group_size: int = 4, num_features: int = 1, eps: float = 1e-8
+) -> Float[Array, "b h w c1"]:
+    """Appends the across-group std (averaged over h, w, c) as ``num_features`` extra channels.
+
+    Strided grouping as in the official code: the group is the *leading* axis of a reshape, so
+    sample i is grouped with i + k * (b / group). Requires b divisible by ``min(b, group_size)``.
+    """
+    b, h, w, c = x.shape
+    g = min(b, group_size)
+    y = x.astype(jnp.float32).reshape(g, b // g, h, w, num_features, c // num_features)
+    std = jnp.sqrt(jnp.var(y, axis=0) + eps)  # (b/g, h, w, F, c/F), biased variance
+    std = std.mean(axis=(1, 2, 4))  # (b/g, F)
+    std = jnp.tile(std, (g, 1))[:, None, None, :]
+    std = jnp.broadcast_to(std, (b, h, w, num_features)).astype(x.dtype)
+    return jnp.concatenate([x, std], axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Spectral regularisation by power iteration (NVAE / LSGM ``sr_utils``), as a pure function.
+
+
+def _is_kernel(path: tuple, leaf: Array) -> bool:
+    name = str(path[-1]) if path else ""
+    return leaf.ndim >= 2 and "kernel" in name
+
+
+def _kernel_matrix(w: Array) -> Array:
+    """(..., in, out) kernel -> (out, in * prod(...)) matrix, as PyTorch's weight.view(out, -1)."""
+    return jnp.moveaxis(w, -1, 0).reshape(w.shape[-1], -1).astype(jnp.float32)
+
+
+def _normalize(v: Array, eps: float = 1e-3) -> Array:
+    return v / jnp.maximum(jnp.linalg.norm(v), eps)
+
+
+def spectral_state_init(params: Any, key: jax.Array) -> dict[str, tuple[Array, Array]]:
+    """Random unit (u, v) singular-vector guesses for every conv/dense kernel of ``params``."""
+    state = {}
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    for i, (path, leaf) in enumerate(leaves):
+        if _is_kernel(path, leaf):
+            m = _kernel_matrix(leaf)
+            ku, kv = jax.random.split(jax.random.fold_in(key, i))
+            state[jax.tree_util.keystr(path)] = (
+                _normalize(jax.random.normal(ku, (m.shape[0],))),
+                _normalize(jax.random.normal(kv, (m.shape[1],))),
+            )
+    return state
+
+
+def spectral_regularizer(
+    params: Any, state: dict[str, tuple[Array, Array]], num_iter: int = 4
+) -> tuple[Float[Array, ""], dict[str, tuple[Array, Array]]]:
+    """NVAE's spectral regulariser ``sum_l sigma_max(W_l)`` estimated by power iteration.
+
+    Runs ``num_iter`` power iterations (40 on the first call in NVAE) from the threaded state
+    (u, v are not differentiated), then returns ``(sum_l u^T W_l v, new_state)``; the loss is
+    differentiable in the kernels. Thread ``new_state`` into the next call.
+    """
+    total = jnp.zeros((), jnp.float32)
+    new_state = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        name = jax.tree_util.keystr(path)
+        if name not in state:
+            continue
+        m = _kernel_matrix(leaf)
+        msg = jax.lax.stop_gradient(m)
+        u, v = state[name]
+
+        def body(_, uv, msg=msg):
+            u, _v = uv
+            v = _normalize(msg.T @ u)
+            return _normalize(msg @ v), v
+
+        u, v = jax.lax.fori_loop(0, num_iter, body, (u, v))
+        new_state[name] = (u, v)
+        total = total + u @ m @ v
+    return total, new_state
+
+
+def norm_scale_penalty(params: Any) -> Float[Array, ""]:
+    """NVAE's companion term ``sum max|gamma|`` over the normalisation layers' scales."""
+    total = jnp.zeros((), jnp.float32)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        keys = [str(getattr(p, "key", p)) for p in path]
+        if len(keys) >= 2 and keys[-1] == "scale" and "norm" in keys[-2]:
+            total = total + jnp.max(jnp.abs(leaf))
+    return total
