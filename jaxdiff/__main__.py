@@ -1,0 +1,3 @@
+from jaxdiff.cli import run
+
+run()

@@ -1,0 +1,49 @@
+"""The pure-function boundary of the module zoo.
+
+Networks are written as Flax NNX modules, but the library never calls them statefully: each one is
+split once into a static ``graphdef`` and a ``params`` pytree, and applied through a pure
+``apply(params, *args)`` (see ../shared/reference/jax-stack.md, section 3). Pure functions run
+inside ``jax.jit``, sharded training steps and diffrax solvers without NNX transforms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+from flax import nnx
+
+
+@dataclasses.dataclass(frozen=True)
+class PureNet:
+    """A network as a pure function: ``apply(params, *args, **kwargs)``.
+
+    The dataclass is frozen and hashable (the graphdef is), so it can be closed over by jitted code
+    or passed as a static argument.
+    """
+
+    graphdef: Any
+
+    def apply(self, params: Any, *args: Any, **kwargs: Any) -> Any:
+        """Rebuilds the module from ``params`` and calls it."""
+        return nnx.merge(self.graphdef, params)(*args, **kwargs)
+
+    def __call__(self, params: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.apply(params, *args, **kwargs)
+
+
+def functional(module: nnx.Module) -> tuple[PureNet, Any]:
+    """Splits an NNX module into (pure network, params as a plain nested dict of arrays).
+
+    Plain dicts keep optax, orbax and sharding code free of NNX types. Every variable of the
+    module (parameters and any constants such as Fourier frequencies) ends
+    up in ``params``; a network must keep no mutable state (use explicit keys for dropout).
+    """
+    graphdef, state = nnx.split(module)
+    return PureNet(graphdef), nnx.to_pure_dict(state)
+
+
+def count_params(params: Any) -> int:
+    """Number of scalars in a params pytree."""
+    return sum(int(x.size) for x in jax.tree.leaves(params))
