@@ -1,0 +1,199 @@
+"""Layers of the module zoo against hand computations and independent references."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxdiff.nets import layers as L
+from jaxdiff.nets.embeddings import GaussianFourierEmbedding, sinusoidal_embedding
+from jaxdiff.nets.functional import functional
+
+K1 = np.array([1.0, 3.0, 3.0, 1.0])
+
+
+def upfirdn_reference(x, k2, up, down, pad0, pad1):
+    """scipy.signal.upfirdn-style reference with explicit loops (one 2-D channel)."""
+    h, w = x.shape
+    u = np.zeros((h * up, w * up))
+    u[::up, ::up] = x
+    u = np.pad(u, ((pad0, pad1), (pad0, pad1)))
+    kh = k2.shape[0]
+    out = np.zeros((u.shape[0] - kh + 1, u.shape[1] - kh + 1))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            # true convolution: flip the kernel
+            out[i, j] = np.sum(u[i : i + kh, j : j + kh] * k2[::-1, ::-1])
+    return out[::down, ::down]
+
+
+@pytest.mark.parametrize("up,down,pad", [(2, 1, (2, 1)), (1, 2, (1, 1)), (1, 1, (1, 2))])
+def test_upfirdn_matches_loop_reference(up, down, pad):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 7)).astype(np.float32)
+    k2 = rng.normal(size=(4, 4)).astype(np.float32)  # asymmetric: checks the flip
+    got = L.upfirdn2d(jnp.asarray(x)[None, :, :, None], k2, up, down, pad)[0, :, :, 0]
+    np.testing.assert_allclose(got, upfirdn_reference(x, k2, up, down, *pad), atol=1e-5)
+
+
+def test_fir_upsample_impulse_is_outer_product_and_constant_preserved():
+    x = jnp.zeros((1, 8, 8, 1)).at[0, 3, 3, 0].set(1.0)
+    u = np.asarray(L.upsample_2d(x))[0, :, :, 0]
+    # gain 4 times the normalised outer product = outer([1,3,3,1]/4, [1,3,3,1]/4)
+    expected = np.zeros((16, 16))
+    expected[5:9, 5:9] = np.outer(K1 / 4, K1 / 4)
+    np.testing.assert_allclose(u, expected, atol=1e-6)
+    c = L.upsample_2d(jnp.full((2, 8, 8, 3), 0.7))
+    assert c.shape == (2, 16, 16, 3)
+    np.testing.assert_allclose(c[:, 1:-1, 1:-1], 0.7, rtol=1e-6)  # interior (zero padding at edges)
+
+
+def test_fir_downsample_impulse_and_constant():
+    d = L.downsample_2d(jnp.full((1, 8, 8, 2), -1.5))
+    assert d.shape == (1, 4, 4, 2)
+    np.testing.assert_allclose(d[:, 1:-1, 1:-1], -1.5, rtol=1e-6)
+    x = jnp.zeros((1, 8, 8, 1)).at[0, 4, 4, 0].set(1.0)
+    d = np.asarray(L.downsample_2d(x))[0, :, :, 0]
+    k = np.outer(K1, K1) / 64.0
+    np.testing.assert_allclose(d, upfirdn_reference(np.asarray(x)[0, :, :, 0], k, 1, 2, 1, 1), 1e-6)
+    # output (i, j) filters inputs 2i-1 .. 2i+2: the impulse at 4 is seen by i = 1 and i = 2
+    assert np.isclose(d[2, 2], (3 / 8) ** 2) and np.isclose(d[1, 1], (1 / 8) ** 2)
+    assert np.isclose(d.sum(), 0.25)  # energy of one input sample spread over 4x fewer outputs
+
+
+@pytest.mark.parametrize("up", [True, False])
+def test_fused_fir_conv_equals_resample_then_conv(up):
+    """StyleGAN2's fusion: up = upsample_2d then conv; down = conv then downsample_2d (interior)."""
+    m = L.FIRConv(2, 3, up=up, down=not up, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (1, 12, 12, 2))
+    w, b = m.kernel[...], m.bias[...]
+
+    def conv(z):
+        dn = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(z, w, (1, 1), "SAME", dimension_numbers=dn)
+
+    if up:
+        y, ref, cut = m(x), conv(L.upsample_2d(x)) + b, 4
+    else:
+        y, ref, cut = m(x), L.downsample_2d(conv(x)) + b, 2
+    np.testing.assert_allclose(y[:, cut:-cut, cut:-cut], ref[:, cut:-cut, cut:-cut], atol=1e-5)
+
+
+def test_group_norm_matches_formula_and_adaptive_zero_modulation():
+    x = jax.random.normal(jax.random.key(1), (2, 4, 4, 8)) * 3 + 1
+    gn = L.GroupNorm(8, groups=2)
+    y = np.asarray(gn(x))
+    xr = np.asarray(x).reshape(2, 4, 4, 2, 4)
+    m, v = xr.mean(axis=(1, 2, 4), keepdims=True), xr.var(axis=(1, 2, 4), keepdims=True)
+    np.testing.assert_allclose(y, ((xr - m) / np.sqrt(v + 1e-6)).reshape(x.shape), atol=1e-5)
+    ada = L.AdaptiveGroupNorm(8, 5, groups=2, rngs=nnx.Rngs(0))
+    w = jax.random.normal(jax.random.key(2), (2, 5))
+    np.testing.assert_allclose(ada(x, jnp.zeros((2, 5))), y, atol=1e-6)  # w = 0
+    ada.style.kernel[...] = jnp.zeros_like(ada.style.kernel[...])
+    np.testing.assert_allclose(ada(x, w), y, atol=1e-6)  # zero style weights
+    assert not np.allclose(L.AdaptiveGroupNorm(8, 5, rngs=nnx.Rngs(0))(x, w), y, atol=1e-3)
+
+
+def test_attention_hand_computed():
+    # two positions, one channel: q = k = (1, 2), v = (10, 20); logits q_i k_j / sqrt(1)
+    q = jnp.array([1.0, 2.0]).reshape(1, 1, 2, 1)
+    v = jnp.array([10.0, 20.0]).reshape(1, 1, 2, 1)
+    out = np.asarray(L.spatial_attention(q, q, v)).ravel()
+    for i, qi in enumerate([1.0, 2.0]):
+        logits = np.array([qi * 1.0, qi * 2.0])
+        p = np.exp(logits) / np.exp(logits).sum()
+        assert np.isclose(out[i], p @ np.array([10.0, 20.0]), rtol=1e-5)
+    # with scale 1/sqrt(C): C = 4, identical channels -> logits 4 q_i k_j / 2
+    q4 = jnp.tile(q, (1, 1, 1, 4))
+    out4 = np.asarray(L.spatial_attention(q4, q4, jnp.tile(v, (1, 1, 1, 4))))[0, 0, :, 0]
+    p = np.exp(np.array([2.0, 4.0])) / np.exp(np.array([2.0, 4.0])).sum()
+    assert np.isclose(out4[0], p @ np.array([10.0, 20.0]), rtol=1e-5)
+
+
+def test_attn_block_near_identity_at_init_scale_zero():
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
+    blk = L.AttnBlock(8, skip_rescale=True, init_scale=0.0, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(blk(x), x / math.sqrt(2), atol=1e-5)
+
+
+def test_time_embeddings_hand_computed():
+    e = np.asarray(sinusoidal_embedding(jnp.array([1.0, 2.0]), 4))
+    freqs = np.array([1.0, 1e-4])  # 10000^(-k / (half - 1)), half = 2
+    for r, t in enumerate([1.0, 2.0]):
+        np.testing.assert_allclose(e[r], np.r_[np.sin(t * freqs), np.cos(t * freqs)], rtol=1e-5)
+    f = GaussianFourierEmbedding(3, scale=16.0, rngs=nnx.Rngs(0))
+    W = np.asarray(f.W[...])
+    out = np.asarray(f(jnp.array([0.25])))[0]
+    np.testing.assert_allclose(out, np.r_[np.sin(0.5 * np.pi * W), np.cos(0.5 * np.pi * W)], 1e-5)
+    pure, params = functional(f)
+    g = jax.grad(lambda p: pure.apply(p, jnp.array([0.3, 0.7])).sum())(params)
+    assert np.all(np.asarray(g["W"]) == 0)  # fixed (stop-gradient) features
+
+
+def test_minibatch_stddev_strided_groups():
+    x = jax.random.normal(jax.random.key(3), (8, 2, 2, 3))
+    y = np.asarray(L.minibatch_stddev(x, group_size=4))
+    assert y.shape == (8, 2, 2, 4)
+    xn = np.asarray(x)
+    for i in range(8):
+        members = xn[[j for j in range(8) if j % 2 == i % 2]]  # i grouped with i + 2k
+        expected = np.sqrt(members.var(axis=0) + 1e-8).mean()
+        np.testing.assert_allclose(y[i, :, :, 3], expected, rtol=1e-5)
+    np.testing.assert_allclose(y[..., :3], xn)
+
+
+def test_pixel_norm_and_mapping():
+    z = jax.random.normal(jax.random.key(0), (4, 100)) * 7
+    np.testing.assert_allclose(jnp.mean(L.pixel_norm(z) ** 2, axis=-1), 1.0, rtol=1e-5)
+    m = L.MappingNetwork(100, 32, 3, rngs=nnx.Rngs(0))
+    assert m(z).shape == (4, 32)
+    np.testing.assert_allclose(m(z), m(z * 5.0), rtol=1e-4, atol=1e-6)  # PixelNorm: scale invariant
+
+
+def test_spectral_regularizer_power_iteration_and_gradient():
+    rng = np.random.default_rng(0)
+    params = {
+        "a": {"kernel": jnp.asarray(rng.normal(size=(3, 3, 4, 5)), jnp.float32)},
+        "b": {"kernel": jnp.asarray(rng.normal(size=(6, 2)), jnp.float32), "bias": jnp.ones(2)},
+    }
+    state = L.spectral_state_init(params, jax.random.key(0))
+    assert set(state) == {"['a']['kernel']", "['b']['kernel']"}
+    loss, state = L.spectral_regularizer(params, state, num_iter=40)
+    sig = [
+        np.linalg.svd(np.moveaxis(np.asarray(params[n]["kernel"]), -1, 0).reshape(s, -1))[1][0]
+        for n, s in (("a", 5), ("b", 2))
+    ]
+    np.testing.assert_allclose(loss, sum(sig), rtol=1e-4)
+    # threaded state: one more cheap iteration stays converged; gradient is u v^T per kernel
+    loss1, _ = L.spectral_regularizer(params, state, num_iter=1)
+    np.testing.assert_allclose(loss1, sum(sig), rtol=1e-4)
+    g = jax.grad(lambda p: L.spectral_regularizer(p, state, 1)[0])(params)
+    u, v = state["['b']['kernel']"]
+    np.testing.assert_allclose(g["b"]["kernel"], np.outer(v, u), rtol=1e-3, atol=1e-5)
+    assert np.all(np.asarray(g["b"]["bias"]) == 0)
+
+
+def test_dropout_is_keyed():
+    x = jnp.ones((1000,))
+    assert L.dropout(x, 0.3, None) is x
+    a, b = L.dropout(x, 0.3, jax.random.key(0)), L.dropout(x, 0.3, jax.random.key(0))
+    np.testing.assert_array_equal(a, b)
+    assert abs(float((a == 0).mean()) - 0.3) < 0.05 and abs(float(a.mean()) - 1.0) < 0.1
+
+
+@pytest.mark.parametrize("up,down", [(False, False), (True, False), (False, True)])
+def test_biggan_block_at_zero_init_is_rescaled_skip(up, down):
+    """With init_scale 0 the residual branch vanishes: out = resample(x) / sqrt(2) (same C).
+
+    The "zero" init is variance_scaling(1e-10), so the branch is ~1e-5, hence atol 1e-4."""
+    blk = L.ResBlockBigGAN(8, 8, up=up, down=down, fir=True, temb_dim=4, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 8))
+    y = blk(x, jnp.ones((2, 4)))
+    if not (up or down):
+        np.testing.assert_allclose(y, x / math.sqrt(2), atol=1e-4)
+    else:
+        xs = L.upsample_2d(x) if up else L.downsample_2d(x)
+        np.testing.assert_allclose(y, blk.shortcut(xs) / math.sqrt(2), atol=1e-4)
