@@ -1,0 +1,88 @@
+"""DDGAN on CIFAR-10 32x32, T = 4: the official README command (FID 3.75 in the paper).
+
+Sources: [README] the official training command (NVlabs/denoising-diffusion-gan readme.md:
+``--num_channels_dae 128 --num_timesteps 4 --num_res_blocks 2 --batch_size 64 --num_epoch 1800
+--ngf 64 --nz 100 --z_emb_dim 256 --n_mlp 4 --embedding_type positional --use_ema
+--ema_decay 0.9999 --r1_gamma 0.02 --lr_d 1.25e-4 --lr_g 1.6e-4 --lazy_reg 15
+--num_process_per_node 4 --ch_mult 1 2 2 2``); [code] ``train_ddgan.py`` argument defaults and
+``ncsnpp_generator_adagn.py``; [ours] jaxdiff choices. README batch sizes are per GPU: 64 x 4 GPUs
+= global batch 256.
+"""
+
+import ml_collections
+
+from configs.base import base_config
+
+CIFAR10_TRAIN = 50_000
+GLOBAL_BATCH = 256  # [README] --batch_size 64 per GPU x --num_process_per_node 4
+EPOCHS = 1800  # [README] --num_epoch 1800
+
+
+def get_config():
+    c = base_config()
+    c.method = "ddgan"
+    c.data.kind = "image"
+    c.data.name = "cifar10"  # [README] --dataset cifar10 (tfds cifar10, train split)
+    c.data.flip = True  # [code] RandomHorizontalFlip; images in [-1, 1] (Normalize 0.5, 0.5)
+
+    c.ddgan = ml_collections.ConfigDict()
+    c.ddgan.num_timesteps = 4  # [README] --num_timesteps 4
+    c.ddgan.beta_min = 0.1  # [code] --beta_min default
+    c.ddgan.beta_max = 20.0  # [code] --beta_max default
+    c.ddgan.eps = 1e-3  # [code] get_sigma_schedule eps_small
+    c.ddgan.nz = 100  # [README] --nz 100
+    c.ddgan.lr_g = 1.6e-4  # [README] --lr_g 1.6e-4
+    c.ddgan.lr_d = 1.25e-4  # [README] --lr_d 1.25e-4
+    c.ddgan.r1_gamma = 0.02  # [README] --r1_gamma 0.02
+    c.ddgan.lazy_reg = 15  # [README] --lazy_reg 15 (R1 on steps 0, 15, 30, ...; not rescaled)
+    c.ddgan.disc = ml_collections.ConfigDict()
+    c.ddgan.disc.name = "small"  # [code] Discriminator_small for cifar10
+    c.ddgan.disc.ngf = 64  # [README] --ngf 64
+    c.ddgan.disc.t_emb_dim = 256  # [code] --t_emb_dim default
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "ncsnpp"  # [code] NCSNpp generator with AdaGN (ncsnpp_generator_adagn.py)
+    c.model.nf = 128  # [README] --num_channels_dae 128
+    c.model.ch_mult = (1, 2, 2, 2)  # [README] --ch_mult 1 2 2 2
+    c.model.num_res_blocks = 2  # [README] --num_res_blocks 2
+    c.model.attn_resolutions = (16,)  # [code] --attn_resolutions default
+    c.model.dropout = 0.0  # [code] --dropout default
+    c.model.resblock_type = "biggan"  # [code] --resblock_type default
+    c.model.resamp_with_conv = True  # [code]
+    c.model.fir = True  # [code] --fir default
+    c.model.fir_kernel = (1, 3, 3, 1)  # [code] --fir_kernel default
+    c.model.skip_rescale = True  # [code] --skip_rescale default
+    c.model.progressive = "none"  # [code] --progressive default
+    c.model.progressive_input = "residual"  # [code] --progressive_input default
+    c.model.progressive_combine = "sum"  # [code]
+    c.model.embedding_type = "positional"  # [README] --embedding_type positional
+    c.model.time_scale = 1.0  # [code] the integer label goes into the sinusoidal embedding
+    c.model.init_scale = 0.0  # [code] init_scale = 0. (hard-coded in the generator)
+    c.model.conditional = True  # [code]
+    c.model.centered = True  # [code] --centered default (data in [-1, 1])
+    c.model.z_emb_dim = 256  # [README] --z_emb_dim 256
+    c.model.n_mlp = 4  # [README] --n_mlp 4
+    c.model.output_tanh = True  # [code] tanh unless --not_use_tanh
+
+    c.optim.b1 = 0.5  # [code] --beta1 default
+    c.optim.b2 = 0.9  # [code] --beta2 default
+    c.optim.schedule = "cosine"  # [code] CosineAnnealingLR per epoch (smooth per step here)
+    c.optim.min_lr = 1e-5  # [code] eta_min=1e-5
+    c.optim.grad_clip = 0.0  # [code] no clipping
+    c.optim.warmup = 0  # [code]
+
+    c.training.batch_size = GLOBAL_BATCH
+    c.training.num_steps = EPOCHS * (CIFAR10_TRAIN // GLOBAL_BATCH)  # drop_last: 195 x 1800
+    c.training.n_jitted_steps = 1
+    c.training.ema_decay = 0.9999  # [README] --ema_decay 0.9999 (G only)
+    c.training.log_every = 100  # [code] prints every 100 iterations
+    c.training.ckpt_every = 5000  # [ours]
+    c.training.precision = "float32"  # [code] fp32 training
+
+    c.sampling.sampler = "ddgan"  # informational: the T-step chain
+    c.sampling.steps = 4  # NFE = T
+    c.sampling.num = 100
+    c.sampling.batch_size = 100  # [ours] the paper times batches of 100 (official test: 200)
+    c.eval.num_samples = 50_000  # [code] 50k samples for FID
+    c.eval.likelihood = False
+    return c

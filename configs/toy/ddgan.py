@@ -1,0 +1,64 @@
+"""DDGAN on the 2-D 25-Gaussians mixture, T = 4 (the paper's App. C.5 toy, scaled to 2 CPU cores).
+
+Sources: [paper] Xiao et al. 2022 App. C.5 (G and D are 3-layer MLPs of 512 units, batch 512,
+50k iterations); [code] official ``train_ddgan.py`` defaults; [ours] values chosen here so the run
+fits in a few minutes on a laptop CPU (see docs/ddgan.md for what they reach).
+"""
+
+import ml_collections
+
+from configs.base import base_config
+
+
+def get_config():
+    c = base_config()
+    c.method = "ddgan"
+    c.data.kind = "toy"
+    c.data.name = "25gaussians"  # [paper] App. C.5: the 25-Gaussian mixture
+
+    c.ddgan = ml_collections.ConfigDict()
+    c.ddgan.num_timesteps = 4  # [paper] T = 4 covers all 25 modes (App. C.5); [README] CIFAR T=4
+    c.ddgan.beta_min = 0.1  # [code] get_sigma_schedule defaults (VP SDE)
+    c.ddgan.beta_max = 20.0  # [code]
+    c.ddgan.eps = 1e-3  # [code] time grid t_k = k/T (1 - eps) + eps
+    c.ddgan.nz = 8  # [ours] latent size for 2-D data (images: 100)
+    c.ddgan.lr_g = 2e-4  # [ours] Adam on the small MLPs (README CIFAR-10: 1.6e-4)
+    c.ddgan.lr_d = 1e-4  # [ours] lr_D < lr_G as in every README command
+    c.ddgan.r1_gamma = 0.05  # [code] --r1_gamma default
+    c.ddgan.lazy_reg = 1  # [code] --lazy_reg default None: R1 every step
+    c.ddgan.disc = ml_collections.ConfigDict()
+    c.ddgan.disc.name = "fourier_mlp"  # [ours] jaxdiff.methods.ddgan_nets (paper: plain MLP)
+    c.ddgan.disc.hidden = 128  # [ours] paper: 512 (App. C.5); smaller for 2 CPU cores
+    c.ddgan.disc.depth = 3  # [paper] 3-layer MLP
+    c.ddgan.disc.t_emb_dim = 32  # [ours]
+    c.ddgan.disc.octaves = 6  # [ours] Fourier input features, periods 8 .. 0.25
+    c.ddgan.disc.length = 4.0  # [ours] half the data range [-4, 4]
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "fourier_mlp"  # [ours] jaxdiff.methods.ddgan_nets (paper: plain MLP)
+    c.model.hidden = 128  # [ours] paper: 512 (App. C.5)
+    c.model.depth = 3  # [paper] 3-layer MLP
+    c.model.t_emb_dim = 32  # [ours]
+    c.model.octaves = 6  # [ours]
+    c.model.length = 4.0  # [ours]
+
+    c.optim.b1 = 0.5  # [code] Adam beta1
+    c.optim.b2 = 0.9  # [code] Adam beta2
+    c.optim.schedule = "cosine"  # [code] CosineAnnealingLR (smooth per-step cosine here)
+    c.optim.min_lr = 1e-5  # [code] eta_min = 1e-5 (absolute)
+    c.optim.grad_clip = 0.0  # [code] no gradient clipping
+    c.optim.warmup = 0  # [code]
+
+    c.training.batch_size = 512  # [paper] App. C.5
+    c.training.num_steps = 6000  # [ours] paper: 50k iterations
+    c.training.n_jitted_steps = 50
+    c.training.log_every = 500
+    c.training.ckpt_every = 2000
+    c.training.ema_decay = 0.999  # [ours] 0.9999 [README] is too slow for 6k steps
+
+    c.sampling.sampler = "ddgan"  # informational: DDGAN samples along its own T-step chain
+    c.sampling.steps = 4  # = num_timesteps (NFE = T)
+    c.sampling.num = 5000
+    c.eval.num_samples = 5000
+    c.eval.likelihood = False
+    return c
