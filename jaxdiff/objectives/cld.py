@@ -35,7 +35,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from jaxdiff.objectives.time_sampling import uniform_t
-from jaxdiff.processes.base import batch_sum, bcast
+from jaxdiff.processes.base import Process, batch_sum, bcast
 from jaxdiff.processes.cld import CLD, CLDState
 from jaxdiff.solvers.likelihood import bits_per_dim, log_likelihood
 
@@ -179,6 +179,43 @@ class HybridScoreMatching(eqx.Module):
         return res
 
 
+class _ConcatState(Process):
+    """CLD with the state (x, v) stored as one array concat([x, v], -1).
+
+    ``solvers.likelihood._flatten`` cannot yet split a multi-leaf state inside a trace
+    (``jnp.split`` with traced indices), so the likelihood ODE runs on this single-array view;
+    the dynamics, prior and score are CLD's, unchanged.
+    """
+
+    inner: CLD
+
+    @staticmethod
+    def split(z: Array) -> CLDState:
+        d = z.shape[-1] // 2
+        return z[..., :d], z[..., d:]
+
+    def drift(self, y, t):
+        return jnp.concatenate(self.inner.drift(self.split(y), t), axis=-1)
+
+    def diffusion(self, y, t):
+        x, v = self.split(y)
+        gx, gv = self.inner.diffusion((x, v), t)
+        return jnp.concatenate([jnp.broadcast_to(gx, x.shape), jnp.broadcast_to(gv, v.shape)], -1)
+
+    def marginal(self, x0, t, var0=0.0):
+        raise NotImplementedError("likelihood-only view of CLD")
+
+    def prior(self, shape):
+        raise NotImplementedError("likelihood-only view of CLD")
+
+    def prior_logp(self, y):
+        x, v = self.split(y)
+        return self.inner.prior(x.shape).log_prob((x, v))
+
+    def wrap_score(self, score_fn: Callable) -> Callable:
+        return lambda z, t: jnp.concatenate(score_fn(self.split(z), t), axis=-1)
+
+
 class CLDNLL(NamedTuple):
     nll: Float[Array, " b"]  # the bound on -log p(x), nats
     nll_joint: Float[Array, " b"]  # -log p(x, v_0) of the augmented ODE, nats
@@ -212,10 +249,11 @@ def augmented_nll(
     k_v, k_div = jax.random.split(key)
     if v0 is None:
         v0 = math.sqrt(process.var0v) * jax.random.normal(k_v, x0.shape, jnp.float32)
+    flat = _ConcatState(process)
     out = log_likelihood(
-        process,
-        score_fn,
-        (x0, v0),
+        flat,
+        flat.wrap_score(score_fn),
+        jnp.concatenate([x0, v0], axis=-1),
         k_div,
         divergence=divergence,
         t_min=t_min,
