@@ -129,9 +129,9 @@ def test_reference_table_of_ell():
     np.testing.assert_allclose(hsm.ell(jnp.float32(1.0)), 2.0, rtol=1e-4)
 
 
-def lyapunov_solution(process, t1, mean0, var0x, var0v):
-    """Mean and covariance of the 2x2 linear SDE by integrating d mu = beta A mu and the
-    Lyapunov ODE d Sigma = beta (A Sigma + Sigma A^T + diag(0, 2 Gamma)) with Tsit5."""
+def lyapunov_solution(process, ts, mean0, var0x, var0v):
+    """Mean and covariance of the 2x2 linear SDE at times ``ts``: d mu = beta A mu and the
+    Lyapunov ODE d Sigma = beta (A Sigma + Sigma A^T + diag(0, 2 Gamma)), Tsit5, rtol 1e-7."""
     gam, m_inv = process.damping, process.m_inv
     a = jnp.array([[0.0, m_inv], [-1.0, -gam * m_inv]])
     noise = jnp.array([[0.0, 0.0], [0.0, 2.0 * gam]])
@@ -141,17 +141,19 @@ def lyapunov_solution(process, t1, mean0, var0x, var0v):
         b = process.beta(t)
         return b * a @ mu, b * (a @ sig + sig @ a.T + noise)
 
+    ts = jnp.asarray(ts, jnp.float32)
     sol = dfx.diffeqsolve(
         dfx.ODETerm(vf),
         dfx.Tsit5(),
         jnp.float32(0.0),
-        jnp.float32(t1),  # an array, so the three times share one compilation
+        ts[-1],
         jnp.float32(1e-4),
         (jnp.asarray(mean0), jnp.diag(jnp.array([var0x, var0v]))),
+        saveat=dfx.SaveAt(ts=ts),
         stepsize_controller=dfx.PIDController(rtol=1e-7, atol=1e-9),
         max_steps=100_000,
     )
-    return sol.ys[0][0], sol.ys[1][0]
+    return sol.ys
 
 
 @pytest.mark.parametrize(
@@ -159,15 +161,14 @@ def lyapunov_solution(process, t1, mean0, var0x, var0v):
 )
 def test_kernel_matches_lyapunov_ode(process):
     x0, v0, var0x, var0v = 1.3, -0.4, 0.04, 0.02
-    for t in (0.02, 0.2, 0.7):
-        mu, sig = lyapunov_solution(process, t, jnp.array([x0, v0]), var0x, var0v)
-        kern = process.kernel(
-            jnp.full((1, 1), x0), jnp.full((1, 1), v0), jnp.float32(t), var0x, var0v
-        )
-        got_mu = [kern.mean_x[0, 0], kern.mean_v[0, 0]]
-        got_sig = [kern.cov_xx, kern.cov_xv, kern.cov_vv]
-        np.testing.assert_allclose(got_mu, mu, rtol=2e-5, atol=1e-6)
-        np.testing.assert_allclose(got_sig, [sig[0, 0], sig[0, 1], sig[1, 1]], rtol=2e-5, atol=1e-7)
+    ts = jnp.array([0.02, 0.2, 0.7])
+    mu, sig = lyapunov_solution(process, ts, jnp.array([x0, v0]), var0x, var0v)
+    kern = process.kernel(jnp.full((3, 1), x0), jnp.full((3, 1), v0), ts, var0x, var0v)
+    got_mu = jnp.stack([kern.mean_x[:, 0], kern.mean_v[:, 0]], -1)
+    got_sig = jnp.stack([kern.cov_xx[:, 0], kern.cov_xv[:, 0], kern.cov_vv[:, 0]], -1)
+    np.testing.assert_allclose(got_mu, mu, rtol=2e-5, atol=1e-6)
+    want = jnp.stack([sig[:, 0, 0], sig[:, 0, 1], sig[:, 1, 1]], -1)
+    np.testing.assert_allclose(got_sig, want, rtol=2e-5, atol=1e-7)
 
 
 def test_kernel_matches_sde_simulation():
@@ -481,3 +482,26 @@ def test_likelihood_bound_on_gaussian_data():
     exact = 0.5 * jnp.sum(x0**2, -1) / sd**2 + d * (math.log(sd) + 0.5 * math.log(2 * math.pi))
     gap = np.asarray(bound - exact)
     assert np.all(gap > -0.05) and np.all(gap < 1.0), gap
+
+
+# ----------------------------------------------------------------------------------------------
+# Configs
+
+
+@pytest.mark.parametrize("name", ["toy.cld", "cld.cifar10", "cld.celebahq256"])
+def test_configs_build_process_and_objective(name):
+    import importlib
+
+    from jaxdiff.build import build_objective, build_process
+
+    cfg = importlib.import_module(f"configs.{name}").get_config()
+    process = build_process(cfg.process)
+    obj = build_objective(cfg.objective, process)
+    assert isinstance(process, CLD) and isinstance(obj, HybridScoreMatching)
+    assert (process.m_inv, process.gamma) == (4.0, 0.04)
+    assert obj.weighting == "reweightedv2" and obj.mixed_score and obj.objective == "hsm"
+    if name == "cld.celebahq256":
+        assert (process.beta0, process.beta1, obj.t_min) == (0.1, 6.9, 1e-3)
+    else:
+        assert (process.beta0, process.beta1, obj.t_min) == (4.0, 0.0, 1e-5)
+    assert get_sampler(cfg.sampling.sampler) is not None
