@@ -97,6 +97,23 @@ def _main(command: str) -> None:
         _write_eval(loop.evaluate(method, state, config, data, seed=FLAGS.seed), workdir)
 
 
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from jaxdiff.data.images import MissingDatasetError
+    from jaxdiff.train.checkpoint import CheckpointError
+    from jaxdiff.train.loop import NaNLossError, WorkdirError
+
+    return (MissingDatasetError, CheckpointError, NaNLossError, WorkdirError, ValueError)
+
+
+def _guarded(command: str) -> None:
+    """Runs a command; a known user error becomes one clear line and exit status 1."""
+    try:
+        _main(command)
+    except _known_errors() as e:
+        print(f"jaxdiff {command}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
 def _print_sample_info(info: dict) -> None:
     print(
         f"{info['num']} samples, NFE {info.get('nfe')}, {info['seconds']:.2f} s "
@@ -138,7 +155,7 @@ def run() -> None:
         print(f"usage: jaxdiff {{{'|'.join(COMMANDS)}}} [flags]   (--helpfull for all flags)")
         sys.exit(2)
     command = argv[1]
-    app.run(lambda _: _main(command), argv=[argv[0]] + argv[2:])
+    app.run(lambda _: _guarded(command), argv=[argv[0]] + argv[2:])
 
 
 if __name__ == "__main__":
