@@ -43,6 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.embedding = "fourier"  # fourier | sinusoidal
     c.model.embed_dim = 64
     c.model.dropout = 0.0
+    c.model.input_frequencies = 0  # Fourier features of the input (toy MLPs)
+    c.model.input_scale = 4.0
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 2e-4  # score_sde CIFAR-10

@@ -93,6 +93,9 @@ def build_net_factory(model_cfg, data_shape: tuple[int, ...], dtype=jnp.float32)
                 embed_dim=model_cfg.embed_dim,
                 in_dim=dim * cin // data_shape[-1],
                 out_dim=dim * cout // data_shape[-1],
+                input_frequencies=model_cfg.get("input_frequencies", 0),
+                input_scale=model_cfg.get("input_scale", 4.0),
+                dtype=dtype,
                 rngs=rngs,
             )
 
