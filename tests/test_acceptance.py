@@ -1,0 +1,30 @@
+"""The README's quick start, as a new user runs it: the full toy VP config through the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_toy_vp_quick_start_meets_the_acceptance_thresholds(tmp_path):
+    work = tmp_path / "vp"
+    cmd = [sys.executable, "-m", "jaxdiff", "train", "--config", "configs/toy/vp.py",
+           "--workdir", str(work), "--noprogress"]  # fmt: skip
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=900)
+    assert (work / "samples" / "samples.png").exists()
+    assert (work / "checkpoints" / "4000").exists()
+    metrics = json.loads((work / "eval.json").read_text())
+    assert metrics["modes_covered"] >= 24
+    assert metrics["high_quality_frac"] >= 0.8
+    # Two more solvers from the README work on the trained model.
+    for args in (["--solver", "ode_tsit5"], ["--solver", "em", "--steps", "1000"]):
+        res = subprocess.run(
+            [sys.executable, "-m", "jaxdiff", "sample", "--workdir", str(work), "--num", "500", *args],
+            cwd=ROOT, check=True, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert "NFE" in res.stdout
