@@ -23,8 +23,9 @@ def test_toy_vp_quick_start_meets_the_acceptance_thresholds(tmp_path):
     assert metrics["high_quality_frac"] >= 0.8
     # Two more solvers from the README work on the trained model.
     for args in (["--solver", "ode_tsit5"], ["--solver", "em", "--steps", "1000"]):
+        sample = [sys.executable, "-m", "jaxdiff", "sample", "--workdir", str(work), "--num", "500"]
         res = subprocess.run(
-            [sys.executable, "-m", "jaxdiff", "sample", "--workdir", str(work), "--num", "500", *args],
+            sample + args,
             cwd=ROOT, check=True, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert "NFE" in res.stdout
