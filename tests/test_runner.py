@@ -207,3 +207,17 @@ def test_nan_loss_stops_with_step_and_checkpoint(tmp_path):
     assert res.returncode == 1 and "NaNLossError" in res.stderr
     assert "at step" in res.stderr and ("checkpoint" in res.stderr)
     shutil.rmtree(work)
+
+
+@pytest.mark.slow
+def test_bf16_compute_and_gradient_accumulation_train(tmp_path):
+    work = tmp_path / "bf16"
+    extra = ["--config.training.precision=bfloat16", "--config.training.grad_accum=2"]
+    jaxdiff(train_args(work, 100, extra))
+    loss, _ = losses(work)
+    assert np.all(np.isfinite(loss)) and loss[-1] < loss[0]
+    import jax
+
+    # Parameters and EMA stay float32 under bf16 compute.
+    dtypes = {x.dtype for x in jax.tree.leaves(final_params(work))}
+    assert dtypes == {np.dtype("float32")}

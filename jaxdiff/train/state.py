@@ -59,7 +59,7 @@ def apply_gradients(
     state = state.replace(
         params={**state.params, group: new}, opt_state={**state.opt_state, group: opt}, ema=ema
     )
-    return state, {f"grad_norm_{group}": optax.global_norm(grads)}
+    return state, {f"grad_norm_{group}": optax.tree.norm(grads)}
 
 
 def next_step(state: TrainState) -> TrainState:
