@@ -254,15 +254,19 @@ def test_slerp_endpoints():
 # The method: a short training smoke test with tiny nets
 
 
-def _tiny_toy_config(net: str = "mlp"):
+def _tiny_toy_config(fourier: bool = True):
+    import ml_collections
+
     from configs.toy.ddgan import get_config
 
     c = get_config()
-    c.model.name = net
-    c.ddgan.disc.name = net
-    for sec in (c.model, c.ddgan.disc):
-        sec.hidden = 16
-        sec.depth = 2
+    extra = {"octaves": 3, "length": 4.0} if fourier else {}
+    prefix = "fourier_mlp" if fourier else "mlp"
+    c.model = ml_collections.ConfigDict({"name": f"{prefix}_generator", "hidden": 16, "depth": 2})
+    c.model.update(extra)
+    c.ddgan.disc = ml_collections.ConfigDict(
+        {"name": f"{prefix}_discriminator", "hidden": 16, "depth": 2, **extra}
+    )
     c.training.batch_size = 32
     c.training.num_steps = 10
     c.ddgan.lazy_reg = 3
@@ -275,7 +279,7 @@ def test_method_train_sample_evaluate_smoke():
     from jaxdiff.build import build_data, build_method
     from jaxdiff.methods.ddgan import DDGANMethod
 
-    c = _tiny_toy_config("fourier_mlp")
+    c = _tiny_toy_config(fourier=True)
     method = build_method(c)
     assert isinstance(method, DDGANMethod) and method.groups == ("G", "D")
     data = build_data(c)
@@ -309,20 +313,21 @@ def test_method_train_sample_evaluate_smoke():
 @pytest.mark.slow
 def test_image_method_smoke():
     """The NCSN++ generator with z and the small discriminator, tiny widths, 8x8 images."""
-    import ml_collections
-
     from configs.ddgan.cifar10 import get_config
     from jaxdiff.methods.ddgan import DDGANMethod
+    from jaxdiff.nets import zoo
 
     c = get_config()
-    c.model.nf = 16
-    c.model.ch_mult = (1, 2)
+    c.model.nf = 8
+    c.model.ch_mult = (1,)
     c.model.num_res_blocks = 1
-    c.model.attn_resolutions = (4,)
+    c.model.attn_resolutions = ()
     c.model.z_emb_dim = 16
     c.model.n_mlp = 1
     c.ddgan.nz = 8
-    c.ddgan.disc = ml_collections.ConfigDict({"name": "small", "ngf": 4, "t_emb_dim": 16})
+    c.ddgan.disc = zoo.with_overrides(
+        c.ddgan.disc, ngf=4, t_emb_dim=16, widths=(2, 4), downsample=(False, True)
+    )
     c.training.batch_size = 4
     method = DDGANMethod.from_config(c, data_shape=(8, 8, 3))
     key = jax.random.key(0)

@@ -7,9 +7,8 @@ Sources: [README] the official command (``--image_size 256 --num_channels_dae 64
 [ours] jaxdiff choices. Everything not listed is as in ``configs/ddgan/cifar10.py``.
 """
 
-import ml_collections
-
 from configs.ddgan import cifar10
+from jaxdiff.nets import zoo
 
 CELEBAHQ_TRAIN = 27_000  # [code] the NVAE CelebA-HQ-256 LMDB train split
 GLOBAL_BATCH = 32  # [README] --batch_size 4 per GPU x --num_process_per_node 8
@@ -27,17 +26,11 @@ def get_config():
     c.ddgan.lr_d = 1e-4  # [README] --lr_d 1e-4
     c.ddgan.r1_gamma = 2.0  # [README] --r1_gamma 2.
     c.ddgan.lazy_reg = 10  # [README] --lazy_reg 10
-    c.ddgan.disc = ml_collections.ConfigDict()
-    c.ddgan.disc.name = "large"  # [code] Discriminator_large for 256x256 data
-    c.ddgan.disc.ngf = 64  # [README] --ngf 64
-    c.ddgan.disc.t_emb_dim = 256  # [code] --t_emb_dim default
-
-    c.model.nf = 64  # [README] --num_channels_dae 64 (issue #2: 64, not the paper's 128)
-    c.model.ch_mult = (1, 1, 2, 2, 4, 4)  # [README] --ch_mult 1 1 2 2 4 4
-    c.model.num_res_blocks = 2  # [README]
-    c.model.attn_resolutions = (16,)  # [code] --attn_resolutions default
-    c.model.z_emb_dim = 256  # [README] --z_emb_dim 256
-    c.model.n_mlp = 3  # [code] --n_mlp default (not set by the command)
+    # [README]/[code] Discriminator_large, ngf 64 (sources in jaxdiff/nets/zoo.py)
+    c.ddgan.disc = zoo.ddgan_celebahq256_discriminator()
+    # [README] nf 64 (issue #2: not the paper's 128), ch_mult 1 1 2 2 4 4, 2 res blocks;
+    # [code] n_mlp 3 (default, not set by the command)
+    c.model = zoo.ddgan_celebahq256_generator()
 
     c.training.batch_size = GLOBAL_BATCH
     c.training.num_steps = EPOCHS * (CELEBAHQ_TRAIN // GLOBAL_BATCH)  # drop_last: 843 x 800

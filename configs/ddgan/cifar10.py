@@ -12,6 +12,7 @@ Sources: [README] the official training command (NVlabs/denoising-diffusion-gan 
 import ml_collections
 
 from configs.base import base_config
+from jaxdiff.nets import zoo
 
 CIFAR10_TRAIN = 50_000
 GLOBAL_BATCH = 256  # [README] --batch_size 64 per GPU x --num_process_per_node 4
@@ -35,34 +36,11 @@ def get_config():
     c.ddgan.lr_d = 1.25e-4  # [README] --lr_d 1.25e-4
     c.ddgan.r1_gamma = 0.02  # [README] --r1_gamma 0.02
     c.ddgan.lazy_reg = 15  # [README] --lazy_reg 15 (R1 on steps 0, 15, 30, ...; not rescaled)
-    c.ddgan.disc = ml_collections.ConfigDict()
-    c.ddgan.disc.name = "small"  # [code] Discriminator_small for cifar10
-    c.ddgan.disc.ngf = 64  # [README] --ngf 64
-    c.ddgan.disc.t_emb_dim = 256  # [code] --t_emb_dim default
-
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "ncsnpp"  # [code] NCSNpp generator with AdaGN (ncsnpp_generator_adagn.py)
-    c.model.nf = 128  # [README] --num_channels_dae 128
-    c.model.ch_mult = (1, 2, 2, 2)  # [README] --ch_mult 1 2 2 2
-    c.model.num_res_blocks = 2  # [README] --num_res_blocks 2
-    c.model.attn_resolutions = (16,)  # [code] --attn_resolutions default
-    c.model.dropout = 0.0  # [code] --dropout default
-    c.model.resblock_type = "biggan"  # [code] --resblock_type default
-    c.model.resamp_with_conv = True  # [code]
-    c.model.fir = True  # [code] --fir default
-    c.model.fir_kernel = (1, 3, 3, 1)  # [code] --fir_kernel default
-    c.model.skip_rescale = True  # [code] --skip_rescale default
-    c.model.progressive = "none"  # [code] --progressive default
-    c.model.progressive_input = "residual"  # [code] --progressive_input default
-    c.model.progressive_combine = "sum"  # [code]
-    c.model.embedding_type = "positional"  # [README] --embedding_type positional
-    c.model.time_scale = 1.0  # [code] the integer label goes into the sinusoidal embedding
-    c.model.init_scale = 0.0  # [code] init_scale = 0. (hard-coded in the generator)
-    c.model.conditional = True  # [code]
-    c.model.centered = True  # [code] --centered default (data in [-1, 1])
-    c.model.z_emb_dim = 256  # [README] --z_emb_dim 256
-    c.model.n_mlp = 4  # [README] --n_mlp 4
-    c.model.output_tanh = True  # [code] tanh unless --not_use_tanh
+    # [README]/[code] Discriminator_small: ngf 64, t_emb_dim 256 (sources in jaxdiff/nets/zoo.py)
+    c.ddgan.disc = zoo.ddgan_cifar10_discriminator()
+    # [README]/[code] NCSN++ with AdaGN: nf 128, ch_mult 1 2 2 2, 2 res blocks, attention at 16,
+    # FIR, residual input pyramid, positional integer labels, z_emb 256, n_mlp 4, tanh
+    c.model = zoo.ddgan_cifar10_generator()
 
     c.optim.b1 = 0.5  # [code] --beta1 default
     c.optim.b2 = 0.9  # [code] --beta2 default

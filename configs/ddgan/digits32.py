@@ -6,6 +6,7 @@ recognisable digits. Sources: [README]/[code] as in the CIFAR-10 config; [ours] 
 """
 
 from configs.ddgan import cifar10
+from jaxdiff.nets import zoo
 
 
 def get_config():
@@ -21,16 +22,10 @@ def get_config():
     c.ddgan.lr_d = 2.5e-4  # [ours] README CIFAR-10: 1.25e-4, kept lr_D < lr_G
     c.ddgan.r1_gamma = 0.02  # [README] CIFAR-10
     c.ddgan.lazy_reg = 15  # [README] CIFAR-10
-    c.ddgan.disc.name = "small"  # [code] Discriminator_small (CIFAR-10, StackedMNIST)
-    c.ddgan.disc.ngf = 16  # [ours] README: 64
-    c.ddgan.disc.t_emb_dim = 64  # [ours] code: 256
-
-    c.model.nf = 32  # [ours] README: 128
-    c.model.ch_mult = (1, 2, 2)  # [ours] README: 1 2 2 2
-    c.model.num_res_blocks = 1  # [ours] README: 2
-    c.model.attn_resolutions = (8,)  # [ours] code: 16
-    c.model.z_emb_dim = 64  # [ours] README: 256
-    c.model.n_mlp = 2  # [ours] README: 4
+    # [ours] the small discriminator at ngf 16, t_emb 64 (jaxdiff/nets/zoo.py)
+    c.ddgan.disc = zoo.ddgan_mnist32_discriminator()
+    # [ours] NCSN++ with AdaGN at nf 32, ch_mult 1 2 2, 1 res block, z_emb 64, n_mlp 2
+    c.model = zoo.ddgan_mnist32_generator()
 
     c.training.batch_size = 64  # [ours] README: 256 global
     c.training.num_steps = 4000  # [ours] bounded CPU run

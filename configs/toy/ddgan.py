@@ -22,12 +22,13 @@ def get_config():
     c.ddgan.beta_max = 20.0  # [code]
     c.ddgan.eps = 1e-3  # [code] time grid t_k = k/T (1 - eps) + eps
     c.ddgan.nz = 8  # [ours] latent size for 2-D data (images: 100)
+    c.ddgan.data_scale = 1.0  # [ours] the chain runs on data_scale * x (samples are scaled back)
     c.ddgan.lr_g = 2e-4  # [ours] Adam on the small MLPs (README CIFAR-10: 1.6e-4)
     c.ddgan.lr_d = 1e-4  # [ours] lr_D < lr_G as in every README command
     c.ddgan.r1_gamma = 0.05  # [code] --r1_gamma default
     c.ddgan.lazy_reg = 1  # [code] --lazy_reg default None: R1 every step
     c.ddgan.disc = ml_collections.ConfigDict()
-    c.ddgan.disc.name = "fourier_mlp"  # [ours] jaxdiff.methods.ddgan_nets (paper: plain MLP)
+    c.ddgan.disc.name = "fourier_mlp_discriminator"  # [ours] methods/ddgan_nets (paper: MLP)
     c.ddgan.disc.hidden = 128  # [ours] paper: 512 (App. C.5); smaller for 2 CPU cores
     c.ddgan.disc.depth = 3  # [paper] 3-layer MLP
     c.ddgan.disc.t_emb_dim = 32  # [ours]
@@ -35,7 +36,7 @@ def get_config():
     c.ddgan.disc.length = 4.0  # [ours] half the data range [-4, 4]
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = "fourier_mlp"  # [ours] jaxdiff.methods.ddgan_nets (paper: plain MLP)
+    c.model.name = "fourier_mlp_generator"  # [ours] methods/ddgan_nets (paper: plain MLP)
     c.model.hidden = 128  # [ours] paper: 512 (App. C.5)
     c.model.depth = 3  # [paper] 3-layer MLP
     c.model.t_emb_dim = 32  # [ours]

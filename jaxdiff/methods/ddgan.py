@@ -13,7 +13,6 @@ updated D, then the EMA of G. The trainer jits and shards it like any other meth
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -93,74 +92,38 @@ def slerp(
 
 
 # ----------------------------------------------------------------------------------------------
-# Networks from the config (one explicit table; the module zoo supplies the modules)
+# Networks from the config: the module zoo's ``build_net`` (its table of constructors), plus the
+# Fourier-feature toy nets of ``ddgan_nets`` (ours)
 
 
-def _toy_generator(cfg, data_shape, nz, dtype, rngs):
-    from jaxdiff.nets.toy import MLPGenerator
+def _local_nets() -> dict[str, Callable[..., nnx.Module]]:
+    from jaxdiff.methods.ddgan_nets import FourierMLPDiscriminator, FourierMLPGenerator
 
-    return MLPGenerator(
-        math.prod(data_shape), nz, cfg.hidden, cfg.depth, cfg.get("t_emb_dim", 32), rngs=rngs
-    )
-
-
-def _fourier_generator(cfg, data_shape, nz, dtype, rngs):
-    from jaxdiff.methods.ddgan_nets import FourierMLPGenerator
-
-    kw = {k: v for k, v in cfg.items() if k != "name"}
-    return FourierMLPGenerator(math.prod(data_shape), nz, rngs=rngs, **kw)
+    return {
+        "fourier_mlp_generator": FourierMLPGenerator,
+        "fourier_mlp_discriminator": FourierMLPDiscriminator,
+    }
 
 
-def _ncsnpp_generator(cfg, data_shape, nz, dtype, rngs):
-    from jaxdiff.nets.ncsnpp import NCSNpp
+def build_net(cfg, rngs: nnx.Rngs, **overrides: Any) -> nnx.Module:
+    """A G or D from its config section (``name`` + keyword arguments) and data-given overrides."""
+    local = _local_nets()
+    if cfg.name in local:
+        kw = {k: v for k, v in cfg.items() if k not in ("name", "dtype")}
+        kw.update({k: v for k, v in overrides.items() if k != "dtype"})
+        return local[cfg.name](**kw, rngs=rngs)
+    from jaxdiff.nets import zoo
 
-    kw = {k: v for k, v in cfg.items() if k != "name"}
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
-    return NCSNpp(
-        image_size=data_shape[0], in_ch=data_shape[-1], nz=nz, dtype=dtype, rngs=rngs, **kw
-    )
-
-
-def _toy_discriminator(cfg, data_shape, dtype, rngs):
-    from jaxdiff.nets.toy import MLPDiscriminator
-
-    return MLPDiscriminator(
-        math.prod(data_shape), cfg.hidden, cfg.depth, cfg.get("t_emb_dim", 32), rngs=rngs
-    )
+    return zoo.build_net(cfg, seed=rngs.params(), **overrides)
 
 
-def _fourier_discriminator(cfg, data_shape, dtype, rngs):
-    from jaxdiff.methods.ddgan_nets import FourierMLPDiscriminator
-
-    kw = {k: v for k, v in cfg.items() if k != "name"}
-    return FourierMLPDiscriminator(math.prod(data_shape), rngs=rngs, **kw)
-
-
-def _image_discriminator(size: str):
-    def make(cfg, data_shape, dtype, rngs):
-        from jaxdiff.nets import discriminators
-
-        ctor = {
-            "small": discriminators.ddgan_discriminator_small,
-            "large": discriminators.ddgan_discriminator_large,
-        }[size]
-        kw = {k: v for k, v in cfg.items() if k != "name"}
-        return ctor(data_shape[-1], dtype=dtype, rngs=rngs, **kw)
-
-    return make
-
-
-GENERATORS = {
-    "mlp": _toy_generator,
-    "fourier_mlp": _fourier_generator,
-    "ncsnpp": _ncsnpp_generator,
-}
-DISCRIMINATORS = {
-    "mlp": _toy_discriminator,
-    "fourier_mlp": _fourier_discriminator,
-    "small": _image_discriminator("small"),
-    "large": _image_discriminator("large"),
-}
+def _net_overrides(name: str, data_shape: tuple[int, ...], dtype, nz: int | None) -> dict:
+    """The keyword arguments fixed by the data (and nz) rather than by the config."""
+    if len(data_shape) == 1:  # toy MLPs
+        return {"dim": data_shape[0], **({"nz": nz} if nz is not None else {})}
+    if nz is not None:  # the NCSN++ generator
+        return {"image_size": data_shape[0], "in_ch": data_shape[-1], "nz": nz, "dtype": dtype}
+    return {"channels": data_shape[-1], "dtype": dtype}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,8 +196,8 @@ class DDGANMethod(Method):
         chain = DiscreteChain.vp(
             dd.num_timesteps, dd.get("beta_min", 0.1), dd.get("beta_max", 20.0), dd.get("eps", 1e-3)
         )
-        make_g = functools.partial(GENERATORS[config.model.name], config.model, shape, dd.nz, dtype)
-        make_d = functools.partial(DISCRIMINATORS[dd.disc.name], dd.disc, shape, dtype)
+        g_kw = _net_overrides(config.model.name, shape, dtype, dd.nz)
+        d_kw = _net_overrides(dd.disc.name, shape, dtype, None)
 
         def tx(lr):
             return make_optimizer(
@@ -251,8 +214,8 @@ class DDGANMethod(Method):
 
         return cls(
             chain,
-            lambda rngs: make_g(rngs=rngs),
-            lambda rngs: make_d(rngs=rngs),
+            functools.partial(build_net, config.model, **g_kw),
+            functools.partial(build_net, dd.disc, **d_kw),
             tx(dd.lr_g),
             tx(dd.lr_d),
             config.training.ema_decay,
@@ -270,8 +233,8 @@ class DDGANMethod(Method):
     def init(self, key: jax.Array, batch: dict[str, Any]) -> TrainState:
         del batch
         k_g, k_d = jax.random.split(key)
-        _, g = functional(self.make_g(nnx.Rngs(k_g)))
-        _, d = functional(self.make_d(nnx.Rngs(k_d)))
+        g = jax.jit(lambda k: functional(self.make_g(nnx.Rngs(k)))[1])(k_g)
+        d = jax.jit(lambda k: functional(self.make_d(nnx.Rngs(k)))[1])(k_d)
         return create_state({"G": g, "D": d}, {"G": self.tx_g, "D": self.tx_d}, ema_groups=("G",))
 
     def g_fn(self, params) -> GFn:
