@@ -69,6 +69,8 @@ def get_config():
     c.lsgm.score.depth = 3  # [ours]
     c.lsgm.score.embedding = "fourier"  # [ours]
     c.lsgm.score.embed_dim = 64  # [ours]
+    c.lsgm.score.input_frequencies = 0  # [ours] Fourier features of z (nets/mlp.py)
+    c.lsgm.score.input_scale = 4.0  # [ours]
 
     c.training.batch_size = 256  # [ours]
     c.training.num_steps = c.lsgm.stage1_steps + c.lsgm.stage2_steps

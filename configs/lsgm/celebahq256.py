@@ -1,0 +1,93 @@
+"""LSGM on CelebA-HQ-256, the quantitative model (FID 7.22 at 23 NFE, ODE tol 1e-2 [project
+page, README]).
+
+Sources: [README] official NVlabs/LSGM README commands; [code] train_vae.py / train_vada.py
+defaults; [lsgm.md] the project's notes. [unverified] marks values lsgm.md derives or recalls.
+Deviations: 8-bit logistic decoder (reference: 5-bit data, 10-component DML), no IAF flow cells
+(NF 2 upstream), Adam in stage 1, no fp16. Needs the tfds CelebA-HQ-256 copy (data.data_dir).
+``stage3`` switches on the qualitative model's stage 3 (a new SGM on the frozen VAE).
+"""
+
+import ml_collections
+
+from configs.base import base_config
+from configs.lsgm.binarized_mnist import _sampling
+from configs.toy.lsgm import lsgm_section
+
+
+def get_config():
+    c = base_config()
+    c.method = "lsgm"
+    c.data.kind = "image"
+    c.data.name = "celeba_hq_256"
+    c.data.flip = True  # [code] random flips
+    c.process.name = "vp"
+    c.process.schedule = "linear"  # [README] quantitative: --sde_type vpsde
+    c.process.beta_min = 0.1  # [lsgm.md 2.2]
+    c.process.beta_max = 20.0  # [lsgm.md 2.2]
+
+    c.lsgm = lsgm_section()
+    c.lsgm.likelihood = "logistic"  # [lsgm.md 1.2] published: DML on 5-bit data
+    c.lsgm.t_min = 0.01  # [code]
+    c.lsgm.q_sampling = "iw"  # [README] --iw_sample_q ll_iw
+    c.lsgm.p_weighting = "re"  # [README] --iw_sample_p drop_sigma2t_iw (w_re)
+    c.lsgm.p_sampling = "iw"
+    c.lsgm.update_q_ema = False  # [README] quantitative: --disjoint_training (no update_q_ema)
+    c.lsgm.mixing_logit_init = -6.0  # [README] --mixing_logit_init -6
+    c.lsgm.kl_max_stage1 = 1.0  # [README] --kl_max_coeff 1.0
+    c.lsgm.kl_anneal_portion = 1.0  # [README]
+    c.lsgm.cont_kl_anneal = False  # [lsgm.md 5.3] not set for CelebA
+    c.lsgm.sr_vae = 1e-1  # [README] --weight_decay_norm_vae 1e-1
+    c.lsgm.sr_prior = 1e-2  # [README] --weight_decay_norm_dae 1e-2
+    c.lsgm.ema_decay = 0.9999  # [code]
+    c.lsgm.vae_optim.lr_stage1 = 1e-2  # [code] Adamax 1e-2 (Adam here)
+    c.lsgm.vae_optim.min_lr_stage1 = 1e-4  # [code]
+    c.lsgm.vae_optim.warmup_stage1 = 5 * 420  # [code] 5 epochs
+    c.lsgm.vae_optim.lr = 1e-4  # [code] --learning_rate_vae 1e-4 (qualitative: 8e-5)
+    c.lsgm.vae_optim.min_lr = 1e-5  # [code]
+    c.lsgm.vae_optim.eps = 1e-3  # [code]
+    c.lsgm.vae_optim.weight_decay = 3e-4  # [code]
+    c.lsgm.prior_optim.lr = 1e-4  # [README] --learning_rate_dae 1e-4
+    c.lsgm.prior_optim.eps = 1e-4  # [code]
+    c.lsgm.prior_optim.warmup = 20 * 420  # [README] --warmup_epochs 20
+    c.lsgm.prior_optim.weight_decay = 3e-4  # [code]
+    c.lsgm.stage1_steps = 200 * 470  # [README] 200 epochs at batch 64 (30k images)
+    c.lsgm.stage2_steps = 1000 * 470  # [README] 1000 epochs [lsgm.md 5.5: ~420k it]
+    c.lsgm.vae = ml_collections.ConfigDict()
+    c.lsgm.vae.name = "nvae"
+    c.lsgm.vae.num_channels = 64  # [README] --num_channels_enc/dec 64
+    c.lsgm.vae.channel_mult = (1, 1, 2, 4)  # [lsgm.md 5.2] ch_mult 1 1 2 4
+    c.lsgm.vae.num_preprocess_blocks = 1  # [lsgm.md 1.4, unverified] top latent 32x32
+    c.lsgm.vae.num_preprocess_cells = 2  # [code] default
+    c.lsgm.vae.num_postprocess_blocks = 1  # [lsgm.md 1.4, unverified]
+    c.lsgm.vae.num_postprocess_cells = 2  # [code]
+    c.lsgm.vae.num_latent_scales = 3  # [lsgm.md 1.4] 3 scales x 8 groups x 20
+    c.lsgm.vae.num_groups_per_scale = 8  # [lsgm.md 1.4]
+    c.lsgm.vae.num_latent_per_group = 20  # [lsgm.md 1.4]
+    c.lsgm.vae.num_cell_per_cond_enc = 2  # [code] default
+    c.lsgm.vae.num_cell_per_cond_dec = 2  # [code] default
+    c.lsgm.vae.use_se = True  # [README] --use_se
+    c.lsgm.score = ml_collections.ConfigDict()
+    c.lsgm.score.name = "ncsnpp"
+    c.lsgm.score.nf = 256  # [lsgm.md 1.5] 256 channels
+    c.lsgm.score.ch_mult = (1, 2, 2, 2)  # [lsgm.md 1.5] 4 scales
+    c.lsgm.score.num_res_blocks = 8  # [lsgm.md 1.5, unverified] as CIFAR/MNIST
+    c.lsgm.score.attn_resolutions = (16,)  # [code] attention at 16x16
+    c.lsgm.score.dropout = 0.2  # [README]
+    c.lsgm.score.fir = True  # [README] --fir
+    c.lsgm.score.embedding_type = "positional"  # [code]
+    c.lsgm.score.time_scale = 1000.0  # [README] --embedding_scale 1000
+    c.lsgm.score.embedding_dim = 128  # [code]
+
+    c.training.batch_size = 64  # [README] 4 per GPU x 16 GPUs
+    c.training.num_steps = c.lsgm.stage1_steps + c.lsgm.stage2_steps
+    c.training.ckpt_every = 10000
+    c.training.log_every = 500
+    c.training.precision = "bfloat16"  # [lsgm.md 7.1]
+    c.sampling = _sampling(c.sampling)
+    c.sampling.rtol = 1e-2  # [README] FID at --ode_solver_tol 1e-2 (23 NFE)
+    c.sampling.atol = 1e-2
+    c.sampling.batch_size = 16
+    c.eval.likelihood_examples = 64
+    c.eval.divergence = "hutchinson_gaussian"
+    return c

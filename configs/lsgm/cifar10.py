@@ -1,0 +1,65 @@
+"""LSGM on CIFAR-10, the "best FID" recipe (FID 2.10 [project page], ~138 NFE [project page]).
+
+Sources: [README] official NVlabs/LSGM README commands (CIFAR-10 vae2 + "best FID" stage 2);
+[code] defaults of train_vae.py / train_vada.py; [lsgm.md] the project's notes (section numbers).
+Deviations: one discretised logistic per channel instead of the 10-component mixture; Adam
+instead of Adamax in stage 1; no fp16. Needs tfds CIFAR-10 prepared (data.data_dir).
+"""
+
+from configs.base import base_config
+from configs.lsgm.binarized_mnist import _sampling
+from configs.toy.lsgm import lsgm_section
+from jaxdiff.nets import zoo
+
+
+def get_config():
+    c = base_config()
+    c.method = "lsgm"
+    c.data.kind = "image"
+    c.data.name = "cifar10"
+    c.data.flip = True  # [lsgm.md 7.9] random horizontal flips only
+    c.process.name = "vp"
+    c.process.schedule = "linear"  # [README] best FID: --sde_type vpsde
+    c.process.beta_min = 0.1  # [lsgm.md 2.2]
+    c.process.beta_max = 20.0  # [lsgm.md 2.2]
+
+    c.lsgm = lsgm_section()
+    c.lsgm.likelihood = "logistic"  # [lsgm.md 1.2] published: 10-comp. DML; here 1 component
+    c.lsgm.t_min = 0.01  # [code] time_eps 0.01 for the VPSDE
+    c.lsgm.q_sampling = "iw"  # [README] q: reweight_p_samples (here: separate ll_iw batch)
+    c.lsgm.p_weighting = "un"  # [README] --iw_sample_p drop_all_iw (w_un)
+    c.lsgm.p_sampling = "iw"  # [README] drop_all_iw
+    c.lsgm.mixing_logit_init = -3.0  # [lsgm.md 2.3] default -3 (CIFAR commands do not set it)
+    c.lsgm.kl_max_stage1 = 0.7  # [README] vae2: --kl_max_coeff 0.7
+    c.lsgm.kl_anneal_portion = 1.0  # [README] vae2: --kl_anneal_portion 1.0
+    c.lsgm.cont_kl_anneal = True  # [README] best FID: --cont_kl_anneal
+    c.lsgm.sr_vae = 1e-2  # [README] --weight_decay_norm_vae 1e-2
+    c.lsgm.sr_prior = 1e-2  # [README] --weight_decay_norm_dae 1e-2 (conv SR off upstream)
+    c.lsgm.ema_decay = 0.9999  # [code]
+    c.lsgm.vae_optim.lr_stage1 = 1e-2  # [code] Adamax 1e-2 (Adam here)
+    c.lsgm.vae_optim.min_lr_stage1 = 1e-4  # [code]
+    c.lsgm.vae_optim.warmup_stage1 = 5 * 195  # [code] 5 epochs at 195 it/epoch
+    c.lsgm.vae_optim.lr = 1e-4  # [code] --learning_rate_vae 1e-4
+    c.lsgm.vae_optim.min_lr = 1e-5  # [code]
+    c.lsgm.vae_optim.eps = 1e-3  # [code]
+    c.lsgm.vae_optim.weight_decay = 3e-4  # [code]
+    c.lsgm.prior_optim.lr = 1e-4  # [README] --learning_rate_dae 1e-4
+    c.lsgm.prior_optim.eps = 1e-4  # [code]
+    c.lsgm.prior_optim.warmup = 5 * 195  # [code] --warmup_epochs 5
+    c.lsgm.prior_optim.weight_decay = 3e-4  # [code]
+    c.lsgm.stage1_steps = 400 * 195  # [README] vae2: 400 epochs at batch 256
+    c.lsgm.stage2_steps = 1875 * 195  # [README] 1875 epochs at batch 256 [lsgm.md 5.3: ~366k]
+    c.lsgm.vae = zoo.lsgm_cifar10_vae()  # [README] NVAE 128 ch, 20 groups x 9 at 16x16
+    c.lsgm.score = zoo.lsgm_cifar10_score()  # [README] NCSN++ 512 ch, 8 blocks, FIR
+    c.lsgm.score.dropout = 0.2  # [README]
+
+    c.training.batch_size = 256  # [README] 16 per GPU x 16 GPUs
+    c.training.num_steps = c.lsgm.stage1_steps + c.lsgm.stage2_steps
+    c.training.ckpt_every = 10000
+    c.training.log_every = 500
+    c.training.precision = "bfloat16"  # [lsgm.md 7.1] reference: fp16 autocast
+    c.sampling = _sampling(c.sampling)
+    c.sampling.t_min = 1e-6  # [README] CIFAR: --ode_eps 1e-6
+    c.eval.likelihood_examples = 256
+    c.eval.divergence = "hutchinson_gaussian"  # [code]
+    return c
