@@ -63,13 +63,16 @@ def get_config():
     c.lsgm.vae.latent_dim = 2  # [ours]
     c.lsgm.vae.hidden = 256  # [ours]
     c.lsgm.vae.depth = 3  # [ours]
+    # the toy latent is far from Normal: a larger initial alpha and prior lr than published
+    c.lsgm.mixing_logit_init = -1.0  # [ours] (published -3 / -6: alpha stays ~0.05 here)
+    c.lsgm.prior_optim.lr = 2e-3  # [ours]
     c.lsgm.score = ml_collections.ConfigDict()
     c.lsgm.score.name = "mlp_score"  # [ours] nets/mlp.MLPScoreNet
-    c.lsgm.score.hidden = 128  # [ours]
+    c.lsgm.score.hidden = 256  # [ours]
     c.lsgm.score.depth = 3  # [ours]
     c.lsgm.score.embedding = "fourier"  # [ours]
     c.lsgm.score.embed_dim = 64  # [ours]
-    c.lsgm.score.input_frequencies = 0  # [ours] Fourier features of z (nets/mlp.py)
+    c.lsgm.score.input_frequencies = 4  # [ours] Fourier features of z (nets/mlp.py)
     c.lsgm.score.input_scale = 4.0  # [ours]
 
     c.training.batch_size = 256  # [ours]
