@@ -11,7 +11,8 @@ noise-free denoising step included (EM / SSCS: NFE - 1 steps; Heun: (NFE - 1) / 
     python experiments/cld_samplers.py --json out.json
 
 Columns: SW_2 / noise floor (1 is perfect), modes covered, high-quality fraction (samples within
-the 3-std ball of a centre, ``mode_stats``), wall time of the jitted sampler (compile excluded).
+the 3-std ball of a centre, ``mode_stats``), KL(mode histogram || weights), wall time of the
+jitted sampler (compile excluded).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def metrics(x, mixture, floor, key):
         "sw_ratio": sw / floor,
         "modes": int(stats["modes_covered"]),
         "hq": float(stats["high_quality_frac"]),
+        "mode_kl": float(stats["mode_kl"]),
         "nan": bool(jnp.isnan(x).any()),
     }
 
@@ -134,6 +136,7 @@ def main():
         print(table(all_results, name, nfes, "sw_ratio", lambda v: f"{v:.2f}"), "\n")
         print(table(all_results, name, nfes, "hq", lambda v: f"{v:.3f}"), "\n")
         print(table(all_results, name, nfes, "modes", str), "\n")
+        print(table(all_results, name, nfes, "mode_kl", lambda v: f"{v:.4f}"), "\n")
         print(table(all_results, name, nfes, "seconds", lambda v: f"{v:.2f}"), "\n")
     if args.json:
         with open(args.json, "w") as f:
