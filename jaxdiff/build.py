@@ -100,9 +100,38 @@ def build_net_factory(model_cfg, data_shape: tuple[int, ...], dtype=jnp.float32)
             )
 
         return make_mlp
+    return _zoo_factory(model_cfg, data_shape, dtype)
+
+
+def _zoo_factory(model_cfg, data_shape: tuple[int, ...], dtype):
+    """Image score networks from the module zoo (``jaxdiff.nets.zoo.CONSTRUCTORS``).
+
+    The config's ``model`` section may carry keys the constructor does not take (the base
+    config's MLP keys, or official options recorded for reference such as ``normalization``);
+    only the constructor's own keyword arguments are passed. Channels, resolution and dtype
+    come from the data and the objective.
+    """
+    import inspect
+
     from jaxdiff.nets import zoo
 
-    return zoo.net_factory(model_cfg, data_shape, dtype)
+    name = model_cfg.name
+    ctor = _choose("network", name, zoo.CONSTRUCTORS)
+    accepted = set(inspect.signature(ctor).parameters) - {"rngs"}
+    kwargs = {
+        k: tuple(v) if isinstance(v, list | tuple) else v
+        for k, v in model_cfg.to_dict().items()
+        if k in accepted and k != "name"
+    }
+    if "image_size" in accepted and len(data_shape) == 3:
+        kwargs["image_size"] = data_shape[0]
+    if "dtype" in accepted:
+        kwargs["dtype"] = dtype
+
+    def make(cin, cout, rngs):
+        return ctor(**kwargs, in_ch=cin, out_ch=cout, rngs=rngs)
+
+    return make
 
 
 def build_score_method(config) -> Method:

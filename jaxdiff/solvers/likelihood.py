@@ -15,6 +15,7 @@ from typing import NamedTuple
 import diffrax as dfx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from jaxdiff.processes.base import Process, State
@@ -31,11 +32,7 @@ def _flatten(y: State) -> tuple[Array, callable]:
     flat = jnp.concatenate([leaf.reshape(b, -1) for leaf in leaves], axis=-1)
 
     def unflatten(z):
-        parts = (
-            jnp.split(z, list(jnp.cumsum(jnp.array(sizes))[:-1]), axis=-1)
-            if len(sizes) > 1
-            else [z]
-        )
+        parts = jnp.split(z, np.cumsum(sizes)[:-1].tolist(), axis=-1)
         return jax.tree.unflatten(
             treedef, [p.reshape(s) for p, s in zip(parts, shapes, strict=True)]
         )
