@@ -117,11 +117,12 @@ def _zoo_factory(model_cfg, data_shape: tuple[int, ...], dtype):
 
     name = model_cfg.name
     ctor = _choose("network", name, zoo.CONSTRUCTORS)
-    accepted = set(inspect.signature(ctor).parameters) - {"rngs"}
+    # The constructor's own keywords (NNX's metaclass hides them from signature(ctor) itself).
+    accepted = set(inspect.signature(ctor.__init__).parameters) - {"self", "rngs"}
     kwargs = {
         k: tuple(v) if isinstance(v, list | tuple) else v
         for k, v in model_cfg.to_dict().items()
-        if k in accepted and k != "name"
+        if k in accepted and k not in ("name", "in_ch", "out_ch")
     }
     if "image_size" in accepted and len(data_shape) == 3:
         kwargs["image_size"] = data_shape[0]
