@@ -168,9 +168,13 @@ def test_r1_against_known_gradient():
         return jnp.sum(0.5 * c * x**2 + w * x, axis=(1, 2, 3))[:, None]
 
     expected = 0.5 * 0.02 * np.mean(np.sum(np.asarray(c * x + w) ** 2, axis=(1, 2, 3)))
-    assert float(r1_penalty(d_fn, x, 0.02)) == pytest.approx(expected, rel=1e-5)
+    assert float(jax.jit(r1_penalty, static_argnums=0)(d_fn, x, 0.02)) == pytest.approx(
+        expected, rel=1e-5
+    )
     # gradients flow through R1 into D's parameters (here c), as the D step needs
-    gc = jax.grad(lambda c: r1_penalty(lambda x: jnp.sum(0.5 * c * x**2, (1, 2, 3)), x, 1.0))(c)
+    gc = jax.jit(
+        jax.grad(lambda c: r1_penalty(lambda x: jnp.sum(0.5 * c * x**2, (1, 2, 3)), x, 1.0))
+    )(c)
     np.testing.assert_allclose(gc, np.mean(np.asarray(c * x**2), axis=0), rtol=1e-4)
 
 
@@ -214,12 +218,15 @@ def exact_x0_sampler(chain: DiscreteChain, mix: GaussianMixture):
     return g
 
 
-@pytest.mark.parametrize("T", [1, 2, 4, 8])
+@pytest.mark.parametrize(
+    "T", [pytest.param(1, marks=pytest.mark.slow), 2, 4, pytest.param(8, marks=pytest.mark.slow)]
+)
 def test_sampler_with_perfect_predictor_reproduces_data(T):
     chain = DiscreteChain.vp(T)
     mix = mixture_25gaussians()
-    n = 20_000
-    x = ddgan_sample(chain, exact_x0_sampler(chain, mix), jax.random.key(T), (n, 2), nz=3)
+    n = 10_000
+    run = jax.jit(lambda key: ddgan_sample(chain, exact_x0_sampler(chain, mix), key, (n, 2), 3))
+    x = run(jax.random.key(T))
     stats = mode_stats(x, mix)
     assert int(stats["modes_covered"]) == 25
     hq_true = 1 - math.exp(-4.5)  # mass of the 3-std disc of a 2-D Gaussian
@@ -239,7 +246,7 @@ def test_sampler_is_exact_at_last_step():
     """The last step (label 0) returns x0 = G(x_1, 0, z) exactly, with no posterior noise."""
     chain = DiscreteChain.vp(4)
     g = lambda x, t, z: jnp.full_like(x, 0.25) + 0 * z[:, :1]
-    x = ddgan_sample(chain, g, jax.random.key(0), (64, 3), nz=4)
+    x = jax.jit(lambda key: ddgan_sample(chain, g, key, (64, 3), 4))(jax.random.key(0))
     np.testing.assert_allclose(x, 0.25, atol=1e-6)
 
 
