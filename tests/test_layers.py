@@ -1,4 +1,8 @@
-"""Layers of the module zoo against hand computations and independent references."""
+"""Layers of the module zoo against hand computations and independent references.
+
+Small arrays; a test that builds a layer (random initialisation) builds and applies it inside one
+``_jit`` call, since eagerly every random op and layer op is a separate XLA compile.
+"""
 
 import math
 
@@ -13,6 +17,17 @@ from jaxdiff.nets.embeddings import GaussianFourierEmbedding, sinusoidal_embeddi
 from jaxdiff.nets.functional import functional
 
 K1 = np.array([1.0, 3.0, 3.0, 1.0])
+# XLA's CPU backend at LLVM -O0 without the new fusion emitters: several times faster to compile.
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+
+
+def _jit(f):
+    return jax.jit(f, compiler_options=FAST_COMPILE)
+
+
+def _normal(seed, shape):
+    """float32 test inputs from numpy (no compile)."""
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
 def upfirdn_reference(x, k2, up, down, pad0, pad1):
@@ -67,34 +82,45 @@ def test_fir_downsample_impulse_and_constant():
 @pytest.mark.parametrize("up", [True, False])
 def test_fused_fir_conv_equals_resample_then_conv(up):
     """StyleGAN2's fusion: up = upsample_2d then conv; down = conv then downsample_2d (interior)."""
-    m = L.FIRConv(2, 3, up=up, down=not up, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(0), (1, 12, 12, 2))
-    w, b = m.kernel[...], m.bias[...]
+    x = _normal(0, (1, 12, 12, 2))
 
-    def conv(z):
-        dn = ("NHWC", "HWIO", "NHWC")
-        return jax.lax.conv_general_dilated(z, w, (1, 1), "SAME", dimension_numbers=dn)
+    @_jit
+    def run(x):
+        m = L.FIRConv(2, 3, up=up, down=not up, rngs=nnx.Rngs(0))
+        w, b = m.kernel[...], m.bias[...]
 
-    if up:
-        y, ref, cut = m(x), conv(L.upsample_2d(x)) + b, 4
-    else:
-        y, ref, cut = m(x), L.downsample_2d(conv(x)) + b, 2
+        def conv(z):
+            dn = ("NHWC", "HWIO", "NHWC")
+            return jax.lax.conv_general_dilated(z, w, (1, 1), "SAME", dimension_numbers=dn)
+
+        if up:
+            return m(x), conv(L.upsample_2d(x)) + b
+        return m(x), L.downsample_2d(conv(x)) + b
+
+    (y, ref), cut = run(x), (4 if up else 2)
     np.testing.assert_allclose(y[:, cut:-cut, cut:-cut], ref[:, cut:-cut, cut:-cut], atol=1e-5)
 
 
 def test_group_norm_matches_formula_and_adaptive_zero_modulation():
-    x = jax.random.normal(jax.random.key(1), (2, 4, 4, 8)) * 3 + 1
-    gn = L.GroupNorm(8, groups=2)
-    y = np.asarray(gn(x))
-    xr = np.asarray(x).reshape(2, 4, 4, 2, 4)
+    x = _normal(1, (2, 4, 4, 8)) * 3 + 1
+    w = _normal(2, (2, 5))
+
+    @_jit
+    def run(x, w):
+        y = L.GroupNorm(8, groups=2)(x)
+        ada = L.AdaptiveGroupNorm(8, 5, groups=2, rngs=nnx.Rngs(0))
+        y_w0 = ada(x, jnp.zeros((2, 5)))
+        ada.style.kernel[...] = jnp.zeros_like(ada.style.kernel[...])
+        y_k0 = ada(x, w)
+        return y, y_w0, y_k0, L.AdaptiveGroupNorm(8, 5, rngs=nnx.Rngs(0))(x, w)
+
+    y, y_w0, y_k0, y_ada = (np.asarray(a) for a in run(x, w))
+    xr = x.reshape(2, 4, 4, 2, 4)
     m, v = xr.mean(axis=(1, 2, 4), keepdims=True), xr.var(axis=(1, 2, 4), keepdims=True)
     np.testing.assert_allclose(y, ((xr - m) / np.sqrt(v + 1e-6)).reshape(x.shape), atol=1e-5)
-    ada = L.AdaptiveGroupNorm(8, 5, groups=2, rngs=nnx.Rngs(0))
-    w = jax.random.normal(jax.random.key(2), (2, 5))
-    np.testing.assert_allclose(ada(x, jnp.zeros((2, 5))), y, atol=1e-6)  # w = 0
-    ada.style.kernel[...] = jnp.zeros_like(ada.style.kernel[...])
-    np.testing.assert_allclose(ada(x, w), y, atol=1e-6)  # zero style weights
-    assert not np.allclose(L.AdaptiveGroupNorm(8, 5, rngs=nnx.Rngs(0))(x, w), y, atol=1e-3)
+    np.testing.assert_allclose(y_w0, y, atol=1e-6)  # w = 0
+    np.testing.assert_allclose(y_k0, y, atol=1e-6)  # zero style weights
+    assert not np.allclose(y_ada, y, atol=1e-3)
 
 
 def test_attention_hand_computed():
@@ -114,9 +140,9 @@ def test_attention_hand_computed():
 
 
 def test_attn_block_near_identity_at_init_scale_zero():
-    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
-    blk = L.AttnBlock(8, skip_rescale=True, init_scale=0.0, rngs=nnx.Rngs(0))
-    np.testing.assert_allclose(blk(x), x / math.sqrt(2), atol=1e-5)
+    x = _normal(0, (2, 4, 4, 8))
+    y = _jit(lambda x: L.AttnBlock(8, skip_rescale=True, init_scale=0.0, rngs=nnx.Rngs(0))(x))(x)
+    np.testing.assert_allclose(y, x / math.sqrt(2), atol=1e-5)
 
 
 def test_time_embeddings_hand_computed():
@@ -124,20 +150,23 @@ def test_time_embeddings_hand_computed():
     freqs = np.array([1.0, 1e-4])  # 10000^(-k / (half - 1)), half = 2
     for r, t in enumerate([1.0, 2.0]):
         np.testing.assert_allclose(e[r], np.r_[np.sin(t * freqs), np.cos(t * freqs)], rtol=1e-5)
-    f = GaussianFourierEmbedding(3, scale=16.0, rngs=nnx.Rngs(0))
-    W = np.asarray(f.W[...])
-    out = np.asarray(f(jnp.array([0.25])))[0]
+
+    @_jit
+    def fourier(t, t2):
+        f = GaussianFourierEmbedding(3, scale=16.0, rngs=nnx.Rngs(0))
+        pure, params = functional(f)
+        return f.W[...], f(t), jax.grad(lambda p: pure.apply(p, t2).sum())(params)
+
+    W, out, g = fourier(np.array([0.25], np.float32), np.array([0.3, 0.7], np.float32))
+    W, out = np.asarray(W), np.asarray(out)[0]
     np.testing.assert_allclose(out, np.r_[np.sin(0.5 * np.pi * W), np.cos(0.5 * np.pi * W)], 1e-5)
-    pure, params = functional(f)
-    g = jax.grad(lambda p: pure.apply(p, jnp.array([0.3, 0.7])).sum())(params)
     assert np.all(np.asarray(g["W"]) == 0)  # fixed (stop-gradient) features
 
 
 def test_minibatch_stddev_strided_groups():
-    x = jax.random.normal(jax.random.key(3), (8, 2, 2, 3))
-    y = np.asarray(L.minibatch_stddev(x, group_size=4))
+    xn = _normal(3, (8, 2, 2, 3))
+    y = np.asarray(_jit(lambda x: L.minibatch_stddev(x, group_size=4))(xn))
     assert y.shape == (8, 2, 2, 4)
-    xn = np.asarray(x)
     for i in range(8):
         members = xn[[j for j in range(8) if j % 2 == i % 2]]  # i grouped with i + 2k
         expected = np.sqrt(members.var(axis=0) + 1e-8).mean()
@@ -146,11 +175,17 @@ def test_minibatch_stddev_strided_groups():
 
 
 def test_pixel_norm_and_mapping():
-    z = jax.random.normal(jax.random.key(0), (4, 100)) * 7
-    np.testing.assert_allclose(jnp.mean(L.pixel_norm(z) ** 2, axis=-1), 1.0, rtol=1e-5)
-    m = L.MappingNetwork(100, 32, 3, rngs=nnx.Rngs(0))
-    assert m(z).shape == (4, 32)
-    np.testing.assert_allclose(m(z), m(z * 5.0), rtol=1e-4, atol=1e-6)  # PixelNorm: scale invariant
+    z = _normal(0, (4, 100)) * 7
+
+    @_jit
+    def run(z):
+        m = L.MappingNetwork(100, 32, 3, rngs=nnx.Rngs(0))
+        return L.pixel_norm(z), m(z), m(z * 5.0)
+
+    zn, mz, mz5 = (np.asarray(a) for a in run(z))
+    np.testing.assert_allclose(np.mean(zn.astype(np.float64) ** 2, axis=-1), 1.0, rtol=1e-5)
+    assert mz.shape == (4, 32)
+    np.testing.assert_allclose(mz, mz5, rtol=1e-4, atol=1e-6)  # PixelNorm: scale invariant
 
 
 def test_spectral_regularizer_power_iteration_and_gradient():
@@ -159,27 +194,34 @@ def test_spectral_regularizer_power_iteration_and_gradient():
         "a": {"kernel": jnp.asarray(rng.normal(size=(3, 3, 4, 5)), jnp.float32)},
         "b": {"kernel": jnp.asarray(rng.normal(size=(6, 2)), jnp.float32), "bias": jnp.ones(2)},
     }
-    state = L.spectral_state_init(params, jax.random.key(0))
+
+    @_jit
+    def run(params, key):
+        state = L.spectral_state_init(params, key)
+        loss, state = L.spectral_regularizer(params, state, num_iter=40)
+        # threaded state: one more cheap iteration stays converged; gradient is u v^T per kernel
+        loss1, _ = L.spectral_regularizer(params, state, num_iter=1)
+        g = jax.grad(lambda p: L.spectral_regularizer(p, state, 1)[0])(params)
+        return loss, state, loss1, g
+
+    loss, state, loss1, g = run(params, jax.random.key(0))
     assert set(state) == {"['a']['kernel']", "['b']['kernel']"}
-    loss, state = L.spectral_regularizer(params, state, num_iter=40)
     sig = [
         np.linalg.svd(np.moveaxis(np.asarray(params[n]["kernel"]), -1, 0).reshape(s, -1))[1][0]
         for n, s in (("a", 5), ("b", 2))
     ]
     np.testing.assert_allclose(loss, sum(sig), rtol=1e-4)
-    # threaded state: one more cheap iteration stays converged; gradient is u v^T per kernel
-    loss1, _ = L.spectral_regularizer(params, state, num_iter=1)
     np.testing.assert_allclose(loss1, sum(sig), rtol=1e-4)
-    g = jax.grad(lambda p: L.spectral_regularizer(p, state, 1)[0])(params)
     u, v = state["['b']['kernel']"]
     np.testing.assert_allclose(g["b"]["kernel"], np.outer(v, u), rtol=1e-3, atol=1e-5)
     assert np.all(np.asarray(g["b"]["bias"]) == 0)
 
 
 def test_dropout_is_keyed():
-    x = jnp.ones((1000,))
+    x = jax.device_put(np.ones((1000,), np.float32))
     assert L.dropout(x, 0.3, None) is x
-    a, b = L.dropout(x, 0.3, jax.random.key(0)), L.dropout(x, 0.3, jax.random.key(0))
+    drop = _jit(lambda x, k: L.dropout(x, 0.3, k))
+    a, b = np.asarray(drop(x, jax.random.key(0))), np.asarray(drop(x, jax.random.key(0)))
     np.testing.assert_array_equal(a, b)
     assert abs(float((a == 0).mean()) - 0.3) < 0.05 and abs(float(a.mean()) - 1.0) < 0.1
 
@@ -189,11 +231,15 @@ def test_biggan_block_at_zero_init_is_rescaled_skip(up, down):
     """With init_scale 0 the residual branch vanishes: out = resample(x) / sqrt(2) (same C).
 
     The "zero" init is variance_scaling(1e-10), so the branch is ~1e-5, hence atol 1e-4."""
-    blk = L.ResBlockBigGAN(8, 8, up=up, down=down, fir=True, temb_dim=4, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 8))
-    y = blk(x, jnp.ones((2, 4)))
-    if not (up or down):
-        np.testing.assert_allclose(y, x / math.sqrt(2), atol=1e-4)
-    else:
-        xs = L.upsample_2d(x) if up else L.downsample_2d(x)
-        np.testing.assert_allclose(y, blk.shortcut(xs) / math.sqrt(2), atol=1e-4)
+    x = _normal(0, (2, 8, 8, 8))
+
+    @_jit
+    def run(x):
+        blk = L.ResBlockBigGAN(8, 8, up=up, down=down, fir=True, temb_dim=4, rngs=nnx.Rngs(0))
+        y = blk(x, jnp.ones((2, 4)))
+        if not (up or down):
+            return y, x
+        return y, blk.shortcut(L.upsample_2d(x) if up else L.downsample_2d(x))
+
+    y, skip = run(x)
+    np.testing.assert_allclose(y, skip / math.sqrt(2), atol=1e-4)

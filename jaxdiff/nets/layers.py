@@ -156,7 +156,7 @@ class AdaptiveGroupNorm(nnx.Module):
         self.eps = eps
         self.dtype = dtype
         self.style = dense(style_dim, 2 * channels, rngs=rngs)  # float32 modulation
-        self.style.bias.value = jnp.concatenate([jnp.ones(channels), jnp.zeros(channels)])
+        self.style.bias.set_value(jnp.concatenate([jnp.ones(channels), jnp.zeros(channels)]))
 
     def __call__(
         self, x: Float[Array, "b h w c"], w: Float[Array, "b s"]
