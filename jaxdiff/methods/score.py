@@ -13,11 +13,23 @@ import optax
 from flax import nnx
 
 from jaxdiff.methods.base import Method
-from jaxdiff.nets.functional import PureNet, functional
+from jaxdiff.nets.functional import PureNet, ShapeOnlyRngs, functional
 from jaxdiff.processes.base import Process
 from jaxdiff.solvers.likelihood import bits_per_dim, log_likelihood
 from jaxdiff.solvers.samplers import Sampler, get_sampler, sample
 from jaxdiff.train.state import TrainState, apply_gradients, create_state, next_step
+
+# Initialisation runs once: compile it fast (XLA's CPU backend spends ~40 s optimising the
+# thousands of random-number ops of a U-Net's initialisers at the default level; results are the
+# same random draws).
+_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+
+
+def init_params(make: Callable[..., nnx.Module], key: jax.Array) -> dict:
+    """Parameters of ``make(rngs=...)`` as one compiled program (not one dispatch per op)."""
+    fn = jax.jit(lambda k: functional(make(rngs=nnx.Rngs(k)))[1])
+    options = _INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+    return fn.lower(key).compile(compiler_options=options)(key)
 
 
 class ScoreMethod(Method):
@@ -59,15 +71,14 @@ class ScoreMethod(Method):
         self.likelihood = dict(likelihood or {})
         cin, cout = objective.net_channels(self.data_shape[-1])
         self._make = functools.partial(make_net, cin, cout)
-        abstract = nnx.eval_shape(lambda: self._make(rngs=nnx.Rngs(0)))
+        abstract = nnx.eval_shape(lambda: self._make(rngs=ShapeOnlyRngs()))
         self.net: PureNet = functional(abstract)[0]
 
     # -- hooks -----------------------------------------------------------------------------------
 
     def init(self, key: jax.Array, batch: dict[str, Any]) -> TrainState:
         del batch
-        _, params = functional(self._make(rngs=nnx.Rngs(key)))
-        return create_state({"score": params}, {"score": self.tx}, ema_groups=("score",))
+        return create_state({"score": init_params(self._make, key)}, {"score": self.tx}, ("score",))
 
     def net_fn(self, params):
         return functools.partial(self.net.apply, params)
