@@ -28,6 +28,8 @@ _INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusi
 def init_params(make: Callable[..., nnx.Module], key: jax.Array) -> dict:
     """Parameters of ``make(rngs=...)`` as one compiled program (not one dispatch per op)."""
     fn = jax.jit(lambda k: functional(make(rngs=nnx.Rngs(k)))[1])
+    if isinstance(key, jax.core.Tracer):  # under eval_shape / jit: nothing to compile here
+        return fn(key)
     options = _INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
     return fn.lower(key).compile(compiler_options=options)(key)
 
