@@ -124,7 +124,7 @@ def log_likelihood(
     z1, delta = sol.ys[0][0], sol.ys[1][0]
     prior = process.prior_logp(unflatten(z1))
     per_step, start = solver_evals(solver)
-    nfe = start + 2 + per_step * sol.stats["num_steps"]
+    nfe = start + per_step * sol.stats["num_steps"]
     return LikelihoodOutput(prior + delta, prior, delta, nfe)
 
 

@@ -205,9 +205,9 @@ class ProbabilityFlow(Sampler):
                 max_steps=self.max_steps,
                 adjoint=dfx.ForwardMode(),
             )
-            # dt0=None: diffrax picks the first step with two extra evaluations (Hairer's
-            # heuristic), counted in ``start`` below; verified against a counter in the tests.
-            nfe = start + 2 + per_step * sol.stats["num_steps"]
+            # Rejected steps cost their stages too (num_steps counts them); FSAL solvers add one
+            # evaluation at the start. Verified against a host-side counter in the tests.
+            nfe = start + per_step * sol.stats["num_steps"]
         return jax.tree.map(lambda a: a[0], sol.ys), jnp.asarray(nfe, jnp.int32)
 
 
