@@ -67,53 +67,44 @@ class ScalarLinearProcess(Process):
         return (y + bcast(self.kernel_var(t), y) * score) / alpha
 
 
-class VP(ScalarLinearProcess):
+class _VPFamily(ScalarLinearProcess):
+    """What VP and sub-VP share: a schedule beta(t), the drift -beta/2 x and the mean alpha_t."""
+
+    schedule: Schedule = LinearSchedule()
+    end_time: float = 1.0
+
+    @property
+    def t_max(self) -> float:
+        return self.end_time
+
+    def f_coeff(self, t):
+        return -0.5 * self.schedule.beta(t)
+
+    def log_alpha(self, t):
+        return self.schedule.log_alpha(t)
+
+
+class VP(_VPFamily):
     """Variance-preserving SDE ``dx = -beta(t)/2 x dt + sqrt(beta(t)) dW`` (Song et al. Eq. 11).
 
     The schedule sets beta(t): linear (beta_min 0.1, beta_max 20), cosine, or LSGM's geometric.
     """
 
-    schedule: Schedule = LinearSchedule()
-    end_time: float = 1.0
-
-    @property
-    def t_max(self) -> float:
-        return self.end_time
-
-    def f_coeff(self, t):
-        return -0.5 * self.schedule.beta(t)
-
     def g2(self, t):
         return self.schedule.beta(t)
-
-    def log_alpha(self, t):
-        return self.schedule.log_alpha(t)
 
     def kernel_var(self, t):
         return -jnp.expm1(2.0 * self.log_alpha(t))  # 1 - alpha^2, accurate at small t
 
 
-class SubVP(ScalarLinearProcess):
+class SubVP(_VPFamily):
     """sub-VP SDE: ``g(t)^2 = beta(t) (1 - exp(-2 int_0^t beta))`` (Song et al. Eq. 12).
 
     Same mean as VP; kernel std ``1 - alpha_t^2`` instead of ``sqrt(1 - alpha_t^2)``.
     """
 
-    schedule: Schedule = LinearSchedule()
-    end_time: float = 1.0
-
-    @property
-    def t_max(self) -> float:
-        return self.end_time
-
-    def f_coeff(self, t):
-        return -0.5 * self.schedule.beta(t)
-
     def g2(self, t):
         return self.schedule.beta(t) * -jnp.expm1(4.0 * self.log_alpha(t))
-
-    def log_alpha(self, t):
-        return self.schedule.log_alpha(t)
 
     def kernel_var(self, t):
         return jnp.expm1(2.0 * self.log_alpha(t)) ** 2
