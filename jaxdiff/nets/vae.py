@@ -1,13 +1,14 @@
-"""LSGM's autoencoders: an NVAE-style hierarchical VAE and a plain convolutional VAE.
+"""LSGM's autoencoders: NVAE (Vahdat & Kautz 2020) as modified in LSGM, and a plain conv VAE.
 
-NVAE as used in LSGM (Vahdat et al. 2021, NVlabs/LSGM ``nvae.py``): residual cells, a hierarchical
-posterior q(z_l | x, z_<l) over several latent groups per scale, *every* group with prior N(0, I)
-(no learnt hierarchical prior), posterior mean / log-std soft-clamped to 5 tanh(. / 5). The groups
-of the top (smallest) scale, concatenated along channels, are what the score model sees.
+NVAE as used in LSGM (Vahdat et al. 2021, NVlabs/LSGM ``nvae.py``): a hierarchical posterior
+q(z_l | x, z_<l) over several latent groups per scale, *every* group with prior N(0, I) (no learnt
+hierarchical prior: LSGM's ``dec_sampler`` is empty), posterior mean / log-std soft-clamped to
+5 tanh(. / 5). The groups of the top (smallest) scale, concatenated along channels, are what the
+score model sees. The architecture, layer for layer, and the trainable-parameter count are the
+official ones (checked in tests/test_param_counts.py); the cells are in ``nvae_cells.py``.
 
-Deviations from NVAE (documented in docs/networks.md): GroupNorm instead of (synchronised)
-BatchNorm, so the network has no mutable state; no weight normalisation; no IAF flow cells;
-plain residual cells (GN-Swish-conv x2 + optional squeeze-excitation) also in the decoder.
+Deviations (docs/networks.md): BatchNorm always uses batch statistics (no running averages, the
+zoo keeps no mutable state); no IAF cells (``num_nf`` 0, as the zoo's configs).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from jaxdiff.nets.layers import GroupNorm, conv, dense, naive_upsample_2d
+from jaxdiff.nets.layers import GroupNorm, conv, naive_upsample_2d
+from jaxdiff.nets.nvae_cells import BNSwishConv, Cell, SqueezeExcite, WNConv
 
 
 def soft_clamp(x: Array, c: float = 5.0) -> Array:
@@ -27,22 +29,9 @@ def soft_clamp(x: Array, c: float = 5.0) -> Array:
     return c * jnp.tanh(x / c)
 
 
-class SqueezeExcite(nnx.Module):
-    """Squeeze-and-excitation: channel gates from the spatial mean (reduction 16, min 4)."""
-
-    def __init__(self, c: int, *, rngs: nnx.Rngs):
-        r = max(c // 16, 4)
-        self.fc0 = dense(c, r, rngs=rngs)
-        self.fc1 = dense(r, c, rngs=rngs)
-
-    def __call__(self, x: Array) -> Array:
-        s = x.astype(jnp.float32).mean(axis=(1, 2))
-        g = jax.nn.sigmoid(self.fc1(jax.nn.relu(self.fc0(s))))
-        return x * g[:, None, None, :].astype(x.dtype)
-
-
 class ResCell(nnx.Module):
-    """NVAE residual cell ``x + 0.1 * f(x)``, f = GN-Swish-conv3x3-GN-Swish-conv3x3[-SE].
+    """GroupNorm residual cell ``x + 0.1 * f(x)``, f = GN-Swish-conv3x3-GN-Swish-conv3x3[-SE]
+    (the plain ``ConvVAE``'s cell).
 
     ``kind='down'`` halves the resolution (stride-2 first conv, stride-2 1x1 skip), ``'up'``
     doubles it (nearest upsampling, 1x1 skip conv).
@@ -78,25 +67,44 @@ class ResCell(nnx.Module):
         return s + 0.1 * h
 
 
-def _widths(c: int, mult: Sequence[int], n: int) -> list[int]:
-    """Channels after each of n resolution changes: c * mult[i+1] (last multiplier repeated)."""
-    return [c * mult[min(i + 1, len(mult) - 1)] for i in range(n)]
+# Cell ops per role for LSGM's ``--arch_instance`` (util/utils.py ``get_arch_cells``): (stem-side
+# preprocessing and encoder cells, decoder cells, postprocessing cells).
+ARCH_INSTANCES = {
+    "res_bnswish": ("res_bnswish", "res_bnswish", "res_bnswish"),
+    "res_mbconv": ("res_bnswish", "mconv_e6k5g0", "mconv_e3k5g0"),
+}
 
 
 class NVAE(nnx.Module):
-    """Hierarchical VAE. ``__call__(x, key) -> dict`` with decoder ``logits``, latent groups ``z``,
+    """LSGM's NVAE. ``__call__(x, key) -> dict`` with decoder ``logits``, latent groups ``z``,
     posterior ``mu`` / ``log_sigma`` (lists over groups, top scale first).
 
-    Args (LSGM / NVAE flag names):
+    Layout (LSGM ``nvae.py``): stem conv -> preprocessing cells (each block ends in a 'down'
+    cell) -> encoder tower (``num_cell_per_cond_enc`` cells per group, a 'down' cell between
+    scales) -> for each group, top first: posterior head ``enc_sampler`` (ELU, 3x3 conv to
+    (mu, log sigma)) on the encoder feature plus, below the top group, a 1x1 ``enc_combiner`` of
+    the decoder state; ``eps_conv`` (3x3) of the sample, concatenated with the decoder state
+    (``prior_ftr0``, a learnt tensor, for the top group) and mixed by the 1x1 ``dec_combiner``,
+    then ``num_cell_per_cond_dec`` decoder cells (an 'up' cell between scales) ->
+    postprocessing cells (each block starts with an 'up' cell) -> ELU, 3x3 conv
+    (``image_conditional``). Every conv but those inside mbconv ops is weight-normalised.
+
+    Args (LSGM flag names):
       image_size, in_ch: input images (b, image_size, image_size, in_ch) in [-1, 1].
       out_ch: channels of the decoder's output distribution parameters (100 for a 10-component
         discretised logistic mixture of RGB, 1 for Bernoulli logits).
-      num_channels: num_channels_enc = num_channels_dec; channel_mult: per-resolution multiplier.
-      num_preprocess_blocks / num_preprocess_cells: downsampling blocks before the latents (each
-        ends in a 'down' cell); num_postprocess_* mirror them in the decoder.
+      num_channels: num_channels_enc = num_channels_dec; channel_mult: one multiplier per
+        resolution, ``len == num_preprocess_blocks + num_latent_scales``.
+      num_preprocess_blocks / _cells, num_postprocess_blocks / _cells: the resolution changes
+        before and after the latent scales (blocks must be equal, as in LSGM).
       num_latent_scales, num_groups_per_scale, num_latent_per_group: the latent hierarchy; the
         top scale has spatial size image_size / 2^(num_preprocess_blocks + num_latent_scales - 1).
-      num_cell_per_cond_enc / _dec: residual cells between groups.
+      num_cell_per_cond_enc / _dec: residual cells per group.
+      arch_instance: 'res_bnswish' (BN-Swish-conv x2 cells everywhere) or 'res_mbconv' (LSGM's
+        default: depthwise inverted-residual cells, expansion 6 / 3, in the decoder / post).
+      progressive_input: 'none' or 'input_skip' (``--progressive_input_vae``: after each encoder
+        'down' cell, add a stride-2 BN-Swish-conv of the previous scale's input pyramid).
+      use_se: squeeze-and-excitation in every cell.
     """
 
     def __init__(
@@ -116,109 +124,123 @@ class NVAE(nnx.Module):
         num_latent_per_group: int = 9,
         num_cell_per_cond_enc: int = 2,
         num_cell_per_cond_dec: int = 2,
+        arch_instance: str = "res_mbconv",
+        progressive_input: str = "none",
         use_se: bool = True,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
+        n_res = num_preprocess_blocks + num_latent_scales
+        if len(channel_mult) != n_res:
+            raise ValueError(
+                f"channel_mult needs num_preprocess_blocks + num_latent_scales = {n_res} entries,"
+                f" got {tuple(channel_mult)}"
+            )
+        if num_postprocess_blocks != num_preprocess_blocks:
+            raise ValueError("LSGM's NVAE needs num_postprocess_blocks == num_preprocess_blocks")
+        if arch_instance not in ARCH_INSTANCES:
+            raise ValueError(f"arch_instance is one of {sorted(ARCH_INSTANCES)}")
+        if progressive_input not in ("none", "input_skip"):
+            raise ValueError("progressive_input is 'none' or 'input_skip'")
+        enc_op, dec_op, post_op = ARCH_INSTANCES[arch_instance]
         kw = dict(dtype=dtype, rngs=rngs)
-        self.S, self.G, self.L = num_latent_scales, num_groups_per_scale, num_latent_per_group
-        widths = _widths(num_channels, channel_mult, num_preprocess_blocks + num_latent_scales - 1)
-        self.stem = conv(in_ch, num_channels, 3, **kw)
-        pre, c = [], num_channels
-        for b in range(num_preprocess_blocks):
+        S, G, L = num_latent_scales, num_groups_per_scale, num_latent_per_group
+        self.S, self.G, self.L = S, G, L
+
+        def ch(i: int) -> int:
+            return num_channels * channel_mult[i]
+
+        def cell(i: int, o: int, kind: str, op: str) -> Cell:
+            return Cell(ch(i), ch(o), kind, op, use_se, **kw)
+
+        # Preprocessing and encoder tower (bottom-up); r indexes the resolution.
+        self.stem = WNConv(in_ch, ch(0), 3, **kw)
+        pre, r = [], 0
+        for _ in range(num_preprocess_blocks):
             for i in range(num_preprocess_cells):
                 last = i == num_preprocess_cells - 1
-                cout = widths[b] if last else c
-                pre.append(ResCell(c, cout, "down" if last else "normal", use_se, **kw))
-                c = cout
+                pre.append(cell(r, r + 1, "down", enc_op) if last else cell(r, r, "normal", enc_op))
+                r += last
         self.pre = nnx.List(pre)
-        # Encoder tower, fine -> coarse; scale_ch[s] is the width at latent scale s (s=0 finest).
-        enc, enc_down, scale_ch = [], [], []
-        for s in range(num_latent_scales):
-            scale_ch.append(c)
-            enc.append(
-                nnx.List(
-                    [
-                        ResCell(c, c, "normal", use_se, **kw)
-                        for _ in range(num_groups_per_scale * num_cell_per_cond_enc)
-                    ]
+        enc, enc_down, input_skip = [], [], []
+        for s in range(S):
+            for _ in range(G):
+                cells = [cell(r, r, "normal", enc_op) for _ in range(num_cell_per_cond_enc)]
+                enc.append(nnx.List(cells))
+            if s < S - 1:
+                enc_down.append(cell(r, r + 1, "down", enc_op))
+                if progressive_input == "input_skip":
+                    input_skip.append(BNSwishConv(ch(r), ch(r + 1), 2, **kw))
+                r += 1
+        self.enc, self.enc_down, self.input_skip = (
+            nnx.List(enc),
+            nnx.List(enc_down),
+            nnx.List(input_skip),
+        )
+        # Per-group heads and decoder tower (top-down, top group first).
+        self.top_size = image_size // 2 ** (n_res - 1)
+        u = jax.random.uniform(rngs.params(), (self.top_size, self.top_size, ch(r)))
+        self.prior_ftr0 = nnx.Param(u)  # torch.rand
+        enc_comb, samplers, eps_convs, dec_comb, dec, dec_up = [], [], [], [], [], []
+        for s in range(S):
+            for g in range(G):
+                if s or g:  # the top group has no decoder state to combine with
+                    enc_comb.append(WNConv(ch(r), ch(r), 1, **kw))
+                samplers.append(WNConv(ch(r), 2 * L, 3, **kw))
+                eps_convs.append(WNConv(L, L, 3, **kw))
+                dec_comb.append(WNConv(ch(r) + L, ch(r), 1, **kw))
+                dec.append(
+                    nnx.List([cell(r, r, "normal", dec_op) for _ in range(num_cell_per_cond_dec)])
                 )
-            )
-            if s < num_latent_scales - 1:
-                cout = widths[num_preprocess_blocks + s]
-                enc_down.append(ResCell(c, cout, "down", use_se, **kw))
-                c = cout
-        self.enc, self.enc_down = nnx.List(enc), nnx.List(enc_down)
-        self.cpg = num_cell_per_cond_enc
-        self.enc0 = conv(c, c, 1, **kw)
-        top = image_size // 2 ** (num_preprocess_blocks + num_latent_scales - 1)
-        self.top_size = top
-        self.prior_ftr0 = nnx.Param(jnp.zeros((top, top, c), jnp.float32))
-        # Per-group heads, decoder order (top scale first).
-        samplers, combiners_e, eps_convs, combiners_d, dec_cells, dec_up = [], [], [], [], [], []
-        for s in reversed(range(num_latent_scales)):
-            cs = scale_ch[s]
-            for _ in range(num_groups_per_scale):
-                samplers.append(conv(cs, 2 * self.L, 3, **kw))
-                combiners_e.append(conv(cs, cs, 1, **kw))
-                eps_convs.append(conv(self.L, cs, 3, **kw))
-                combiners_d.append(conv(2 * cs, cs, 1, **kw))
-                dec_cells.append(
-                    nnx.List(
-                        [
-                            ResCell(cs, cs, "normal", use_se, **kw)
-                            for _ in range(num_cell_per_cond_dec)
-                        ]
-                    )
-                )
-            if s > 0:
-                dec_up.append(ResCell(cs, scale_ch[s - 1], "up", use_se, **kw))
-        self.samplers, self.combiners_e = nnx.List(samplers), nnx.List(combiners_e)
-        self.eps_convs, self.combiners_d = nnx.List(eps_convs), nnx.List(combiners_d)
-        self.dec_cells, self.dec_up = nnx.List(dec_cells), nnx.List(dec_up)
-        # Postprocess: mirror of the preprocessing, ending at num_channels.
-        post, c = [], scale_ch[0]
-        post_w = list(reversed([num_channels] + widths[: num_postprocess_blocks - 1]))
-        for b in range(num_postprocess_blocks):
+            if s < S - 1:
+                dec_up.append(cell(r, r - 1, "up", dec_op))
+                r -= 1
+        self.enc_comb, self.samplers = nnx.List(enc_comb), nnx.List(samplers)
+        self.eps_convs, self.dec_comb = nnx.List(eps_convs), nnx.List(dec_comb)
+        self.dec, self.dec_up = nnx.List(dec), nnx.List(dec_up)
+        # Postprocessing (each block starts with an 'up' cell) and the output layer.
+        post = []
+        for _ in range(num_postprocess_blocks):
             for i in range(num_postprocess_cells):
-                first = i == 0
-                cout = post_w[b] if first else c
-                post.append(ResCell(c, cout, "up" if first else "normal", use_se, **kw))
-                c = cout
+                post.append(
+                    cell(r, r - 1, "up", post_op) if i == 0 else cell(r, r, "normal", post_op)
+                )
+                r -= i == 0
         self.post = nnx.List(post)
-        self.out_norm = GroupNorm(c, dtype=jnp.float32)
-        self.out_conv = conv(c, out_ch, 3, dtype=jnp.float32, rngs=rngs)
+        self.image_conditional = WNConv(ch(0), out_ch, 3, dtype=jnp.float32, rngs=rngs)
 
     # -- encoder / decoder ----------------------------------------------------------------------
 
     def _enc_features(self, x: Array) -> list[Array]:
+        """The encoder feature each group's posterior sees, top (coarsest) group first."""
         h = self.stem(x)
-        for cell in self.pre:
-            h = cell(h)
-        feats = []  # one per group, fine -> coarse
+        for c in self.pre:
+            h = c(h)
+        pyramid, feats = h, []
         for s in range(self.S):
             for g in range(self.G):
-                for i in range(self.cpg):
-                    h = self.enc[s][g * self.cpg + i](h)
+                for c in self.enc[s * self.G + g]:
+                    h = c(h)
                 feats.append(h)
             if s < self.S - 1:
                 h = self.enc_down[s](h)
-        feats[-1] = self.enc0(jax.nn.elu(feats[-1]))
-        return feats[::-1]  # top (coarsest) group first
+                if len(self.input_skip):
+                    pyramid = self.input_skip[s](pyramid)
+                    h = h + pyramid
+        return feats[::-1]
 
     def _combine(self, k: int, s_state: Array | None, z: Array, b: int) -> Array:
+        """Decoder group k: dec_combiner(state, eps_conv(z)), its cells, and the 'up' cell that
+        ends a scale."""
         if s_state is None:
             s_state = jnp.broadcast_to(self.prior_ftr0[...], (b, *self.prior_ftr0.shape))
-        s_state = s_state.astype(z.dtype)
-        h = self.combiners_d[k](jnp.concatenate([s_state, self.eps_convs[k](z)], axis=-1))
-        for cell in self.dec_cells[k]:
-            h = cell(h)
-        return h
-
-    def _after_group(self, k: int, s_state: Array) -> Array:
+        s_state = s_state.astype(self.stem.dtype)
+        h = self.dec_comb[k](jnp.concatenate([s_state, self.eps_convs[k](z)], axis=-1))
+        for c in self.dec[k]:
+            h = c(h)
         if (k + 1) % self.G == 0 and (k + 1) // self.G < self.S:
-            s_state = self.dec_up[(k + 1) // self.G - 1](s_state)
-        return s_state
+            h = self.dec_up[(k + 1) // self.G - 1](h)
+        return h
 
     def encode(self, x: Float[Array, "b h w c"], key: jax.Array) -> dict:
         """Samples every group from the hierarchical posterior; returns ``z``, ``mu``,
@@ -227,24 +249,25 @@ class NVAE(nnx.Module):
         b = x.shape[0]
         s_state, zs, mus, lss = None, [], [], []
         for k, f in enumerate(feats):
-            inp = f if s_state is None else f + self.combiners_e[k](s_state)
-            mu, ls = jnp.split(self.samplers[k](inp).astype(jnp.float32), 2, axis=-1)
-            mu, ls = soft_clamp(mu), soft_clamp(ls)
+            inp = f if k == 0 else f + self.enc_comb[k - 1](s_state)
+            param = self.samplers[k](jax.nn.elu(inp)).astype(jnp.float32)
+            mu, ls = jnp.split(param, 2, axis=-1)
+            mu, ls = soft_clamp(mu), soft_clamp(ls)  # log_sig_q_scale 5
             z = mu + jnp.exp(ls) * jax.random.normal(jax.random.fold_in(key, k), mu.shape)
             zs.append(z), mus.append(mu), lss.append(ls)
-            s_state = self._after_group(k, self._combine(k, s_state, z, b))
+            s_state = self._combine(k, s_state, z, b)
         return dict(z=zs, mu=mus, log_sigma=lss, h=s_state)
 
     def _output(self, h: Array) -> Array:
-        for cell in self.post:
-            h = cell(h)
-        return self.out_conv(jax.nn.elu(self.out_norm(h.astype(jnp.float32)))).astype(jnp.float32)
+        for c in self.post:
+            h = c(h)
+        return self.image_conditional(jax.nn.elu(h.astype(jnp.float32)))
 
     def decode(self, zs: Sequence[Float[Array, "b hl wl l"]]) -> Float[Array, "b h w o"]:
         """Decoder output parameters from all latent groups (top group first)."""
         s_state = None
         for k, z in enumerate(zs):
-            s_state = self._after_group(k, self._combine(k, s_state, z, z.shape[0]))
+            s_state = self._combine(k, s_state, z, z.shape[0])
         return self._output(s_state)
 
     def __call__(self, x: Float[Array, "b h w c"], key: jax.Array) -> dict:

@@ -250,12 +250,13 @@ def ddgan_mnist32_discriminator() -> ml_collections.ConfigDict:
 
 
 def lsgm_cifar10_vae() -> ml_collections.ConfigDict:
-    """LSGM's CIFAR-10 NVAE ("vae2", best-FID model); latents 20 groups x 9 ch at 16x16."""
+    """LSGM's CIFAR-10 NVAE ("vae2", best-FID model; "vae1" has the same network); latents
+    20 groups x 9 ch at 16x16."""
     return _cfg(
         name="nvae",
         image_size=32,
         in_ch=3,
-        out_ch=100,  # [lsgm.md 1.2] discretised logistic mixture, 10 components
+        out_ch=100,  # [code] --decoder_dist dml (default): 10 components x 10 parameters
         num_channels=128,  # [README] --num_channels_enc/dec 128
         channel_mult=(1, 2),  # [README] --channel_mult 1 2
         num_preprocess_blocks=1,  # [README]
@@ -267,7 +268,9 @@ def lsgm_cifar10_vae() -> ml_collections.ConfigDict:
         num_latent_per_group=9,  # [README]
         num_cell_per_cond_enc=2,  # [README]
         num_cell_per_cond_dec=2,  # [README]
-        use_se=True,  # [README] --use_se
+        arch_instance="res_bnswish",  # [README] --arch_instance res_bnswish
+        progressive_input="none",  # [code] --progressive_input_vae default
+        use_se=True,  # [README] --use_se; --num_nf 0 (no IAF cells)
     )
 
 
@@ -313,7 +316,9 @@ def lsgm_mnist_vae() -> ml_collections.ConfigDict:
         num_latent_per_group=20,  # [README]
         num_cell_per_cond_enc=1,  # [README]
         num_cell_per_cond_dec=1,  # [README]
-        use_se=True,  # [README]
+        arch_instance="res_mbconv",  # [README] --arch_instance res_mbconv
+        progressive_input="none",  # [code] --progressive_input_vae default
+        use_se=True,  # [README] --use_se; --num_nf 0 (no IAF cells)
     )
 
 
