@@ -250,15 +250,23 @@ def _logits(out):
 
 
 @pytest.mark.slow
-def test_nvae_reduced_hierarchy():
+@pytest.mark.parametrize(
+    "arch, progressive", [("res_mbconv", "none"), ("res_bnswish", "input_skip")]
+)
+def test_nvae_reduced_hierarchy(arch, progressive):
+    """Two latent scales reach every cell kind: down (pre, encoder), up (decoder, post), the
+    mbconv and BN-Swish branches, the input-skip pyramid; every parameter gets a gradient."""
     cfg = zoo.with_overrides(
         zoo.lsgm_mnist_vae(),
         num_channels=8,
+        channel_mult=(1, 2, 2, 2),
         num_preprocess_cells=1,
         num_postprocess_cells=1,
         num_latent_scales=2,
         num_groups_per_scale=2,
         num_latent_per_group=4,
+        arch_instance=arch,
+        progressive_input=progressive,
     )
     x = _normal(0, (2, 32, 32, 1))
 
@@ -267,12 +275,7 @@ def test_nvae_reduced_hierarchy():
         top = module.top_latent(out["z"])
         return {"decoded": module.decode(out["z"]), "top": top, "split": module.split_top(top)}
 
-    # ours builds a 1x1 encoder combiner for the top group too, which has no decoder state to
-    # combine with (NVAE builds none): it gets no gradient
-    unused = ("['combiners_e'][0]['bias']", "['combiners_e'][0]['kernel']")
-    _, params, run, res = _check_pure(
-        cfg, (x, jax.random.key(1)), extra=decode, out_of=_logits, no_grad=unused
-    )
+    _, params, run, res = _check_pure(cfg, (x, jax.random.key(1)), extra=decode, out_of=_logits)
     out = res["out"]
     # top scale 32 / 2^(2 + 2 - 1) = 4, then 8; groups listed top first
     assert [z.shape for z in out["z"]] == [(2, 4, 4, 4)] * 2 + [(2, 8, 8, 4)] * 2
@@ -288,6 +291,46 @@ def test_nvae_reduced_hierarchy():
     other = run(params, x, jax.random.key(2))["out"]
     np.testing.assert_array_equal(other["mu"][0], out["mu"][0])
     assert not np.allclose(other["z"][0], out["z"][0])
+
+
+def test_nvae_cells_math():
+    """NVAE's layers against their definitions: weight normalisation (per-output-channel norm
+    exp(g)), training-mode BatchNorm (zero mean, unit variance over b, h, w), aligned-corner
+    bilinear upsampling (corners kept, linear in between), FactorizedReduce's pixel shifts."""
+    from jaxdiff.nets import nvae_cells as C
+
+    rngs = nnx.Rngs(0)
+    wn = C.WNConv(3, 5, 3, rngs=rngs)
+    g = np.asarray(wn.log_weight_norm[...])
+    w = np.asarray(wn.weight())
+    np.testing.assert_allclose(np.sqrt((w**2).sum(axis=(0, 1, 2))), np.exp(g), rtol=1e-4)
+    v = np.asarray(wn.kernel[...])  # init: g = log(||v|| + 0.01)
+    np.testing.assert_allclose(np.exp(g), np.sqrt((v**2).sum(axis=(0, 1, 2))) + 1e-2, rtol=1e-5)
+
+    bn = C.BatchNorm(4)
+    x = 3.0 + 2.0 * _normal(3, (5, 3, 3, 4))
+    y = np.asarray(bn(x))
+    np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(y.var(axis=(0, 1, 2)), 1.0, rtol=1e-3)
+
+    img = _normal(4, (1, 3, 3, 1))
+    up = np.asarray(C.upsample_bilinear_aligned(img))[0, :, :, 0]
+    src = np.asarray(img)[0, :, :, 0]
+    assert up.shape == (6, 6)
+    np.testing.assert_allclose(
+        up[[0, 0, -1, -1], [0, -1, 0, -1]], src[[0, 0, -1, -1], [0, -1, 0, -1]], rtol=1e-5
+    )
+    t = 1 * 2 / 5  # output row 1 samples input row 2/5
+    np.testing.assert_allclose(up[1, 0], (1 - t) * src[0, 0] + t * src[1, 0], rtol=1e-5)
+
+    fr = C.FactorizedReduce(2, 6, rngs=rngs, dtype=jnp.float32)
+    xi = _normal(5, (1, 4, 4, 2))
+    out = np.asarray(fr(xi))
+    assert out.shape == (1, 2, 2, 6)  # channels 1, 1, 1, 3
+    a = np.asarray(jax.nn.silu(xi))
+    k = np.asarray(fr.convs[1].weight())[0, 0]  # (2, 1): the (1, 1)-shifted conv
+    want = a[0, 1, 1] @ k + np.asarray(fr.convs[1].bias[...])
+    np.testing.assert_allclose(out[0, 0, 0, 1], want[0], rtol=1e-4)
 
 
 def test_nvae_latent_shapes_of_paper_configs():

@@ -75,6 +75,72 @@ def _official_ddgan_d(nc, ngf, temb, widths):
     return n + _conv(c + 1, c) + _lin(c, 1)
 
 
+def _official_nvae(
+    img_ch, c, mult, pre_blocks, pre_cells, scales, groups, latent, enc_cells, dec_cells, arch, out
+):
+    """Module list of LSGM ``nvae.py`` ``NVAE.__init__`` (num_nf 0, progressive_input none, input
+    32x32, num_channels_enc = num_channels_dec = c). ``Conv2D`` is weight-normalised unless told
+    otherwise: one trainable ``log_weight_norm`` per output channel; BN layers count their affine
+    weight and bias (running statistics are buffers)."""
+
+    def wn(cin, cout, k, bias=True):  # Conv2D(..., weight_norm=True)
+        return _conv(cin, cout, k, bias) + cout
+
+    def bn(n):
+        return 2 * n
+
+    def se(n):
+        h = max(n // 16, 4)
+        return _lin(n, h) + _lin(h, n)
+
+    def branch(op, cin, cout):
+        if op == "res_bnswish":  # BNSwishConv(Cin, Cout), BNSwishConv(Cout, Cout)
+            return bn(cin) + wn(cin, cout, 3) + bn(cout) + wn(cout, cout, 3)
+        hid = cin * {"mconv_e6k5g0": 6, "mconv_e3k5g0": 3}[op]  # InvertedResidual, k 5, g 0
+        return bn(cin) + cin * hid + bn(hid) + 25 * hid + bn(hid) + hid * cout + bn(cout)
+
+    def skip(stride, cin, cout):
+        if stride == 2:  # FactorizedReduce: four 1x1 Conv2D(bias=True), C_out split in 4
+            return sum(wn(cin, o, 1) for o in (cout // 4,) * 3 + (cout - 3 * (cout // 4),))
+        return wn(cin, cout, 1, bias=False) if stride == -1 else 0  # UpSample + Conv2D 1x1
+
+    def cell(op, cin, cout, stride=1):
+        return skip(stride, cin, cout) + branch(op, cin, cout) + se(cout)
+
+    enc_op, dec_op, post_op = {
+        "res_bnswish": ("res_bnswish",) * 3,
+        "res_mbconv": ("res_bnswish", "mconv_e6k5g0", "mconv_e3k5g0"),
+    }[arch]
+    ch = [c * m for m in mult]
+    n = wn(img_ch, c, 3)  # stem
+    i = 0
+    for _ in range(pre_blocks):  # pre_process: normal_pre ..., down_pre
+        n += (pre_cells - 1) * cell(enc_op, ch[i], ch[i]) + cell(enc_op, ch[i], ch[i + 1], 2)
+        i += 1
+    for s in range(scales):  # enc_tower: cells per group, EncCombinerCell but for the last group
+        n += groups * enc_cells * cell(enc_op, ch[i], ch[i])
+        n += (groups - (s == scales - 1)) * wn(ch[i], ch[i], 1)
+        if s < scales - 1:
+            n += cell(enc_op, ch[i], ch[i + 1], 2)
+            i += 1
+    for _ in range(scales):  # enc_sampler (ELU, Conv2D 3x3) and eps_conv per group
+        n += groups * (wn(ch[i], 2 * latent, 3) + wn(latent, latent, 3))
+        i -= 1
+    i += scales
+    for s in range(scales):  # dec_tower: DecCombinerCell + normal_dec cells, up_dec
+        n += groups * (wn(ch[i] + latent, ch[i], 1) + dec_cells * cell(dec_op, ch[i], ch[i]))
+        if s < scales - 1:
+            n += cell(dec_op, ch[i], ch[i - 1], -1)
+            i -= 1
+    for _ in range(pre_blocks):  # post_process: up_post, normal_post ...
+        n += cell(post_op, ch[i], ch[i - 1], -1) + (pre_cells - 1) * cell(
+            post_op, ch[i - 1], ch[i - 1]
+        )
+        i -= 1
+    top = 32 // 2 ** (pre_blocks + scales - 1)
+    return n + ch[-1] * top * top + wn(ch[0], out, 3)  # prior_ftr0, image_conditional
+
+
 # name: (published figure or None, hand count from the official code, source of the figure)
 OFFICIAL = {
     "ncsnpp_cifar10_cld": (
@@ -112,6 +178,16 @@ OFFICIAL = {
         _official_ncsnpp(180, 180, 512, (1, 1, 1), 8, {0}, 128, 512, "none") + 180,  # + logit
         "hand count of LSGM score_sde/ncsnpp.py",
     ),
+    "lsgm_cifar10_vae": (
+        None,
+        _official_nvae(3, 128, (1, 2), 1, 2, 1, 20, 9, 2, 2, "res_bnswish", 100),
+        "hand count of LSGM nvae.py, README 'vae2' flags",
+    ),
+    "lsgm_mnist_vae": (
+        None,
+        _official_nvae(1, 64, (1, 2, 2), 2, 3, 1, 2, 20, 1, 1, "res_mbconv", 1),
+        "hand count of LSGM nvae.py, README MNIST flags",
+    ),
     "lsgm_mnist_score": (
         None,
         _official_ncsnpp(40, 40, 256, (1, 1), 8, set(), 128, 512, "none") + 40,
@@ -136,7 +212,9 @@ def test_paper_config_param_counts(name):
             zoo.ddgan_cifar10_generator(), nf=16, ch_mult=(1, 2), num_res_blocks=1, z_emb_dim=8
         ),
         zoo.with_overrides(zoo.ncsnpp_cifar10_cld(), nf=16, ch_mult=(1, 2), num_res_blocks=1),
-        zoo.with_overrides(zoo.lsgm_mnist_vae(), num_channels=8, num_latent_scales=2),
+        zoo.with_overrides(
+            zoo.lsgm_mnist_vae(), num_channels=8, num_latent_scales=2, channel_mult=(1, 2, 2, 2)
+        ),
         zoo.with_overrides(zoo.ddgan_cifar10_discriminator(), ngf=4),
     ],
     ids=["ddgan_g", "cld", "nvae", "ddgan_d"],
