@@ -30,6 +30,7 @@ from jaxtyping import Array, Float
 
 from jaxdiff.methods import lsgm_nets as N
 from jaxdiff.methods.base import Method
+from jaxdiff.methods.score import init_params
 from jaxdiff.nets.functional import functional
 from jaxdiff.nets.layers import norm_scale_penalty, spectral_regularizer, spectral_state_init
 from jaxdiff.objectives import lsgm as L
@@ -145,14 +146,14 @@ class LSGMMethod(Method):
         return L.score_from_eps(self.process, self.eps_fn(prior))
 
     def init_prior(self, key: jax.Array) -> dict[str, Any]:
-        _, net = functional(self._make_net(nnx.Rngs(key)))
+        net = init_params(self._make_net, key)
         c = self.top_shape[-1]
         return {"net": net, "mixing_logit": jnp.full((c,), self.c.mixing_logit_init, jnp.float32)}
 
     def init(self, key: jax.Array, batch: dict[str, Any]) -> TrainState:
         del batch
         k_v, k_p, k_s = jax.random.split(key, 3)
-        _, vae = functional(self._make_vae(nnx.Rngs(k_v)))
+        vae = init_params(self._make_vae, k_v)  # one fast-compiled program (methods/score.py)
         params = {"vae": vae, "prior": self.init_prior(k_p)}
         opt = {"vae": self.tx_vae.init(vae), "prior": self.tx_prior.init(params["prior"])}
         if self.c.sr_vae or self.c.sr_prior:  # persistent power-iteration vectors, warmed up
