@@ -250,6 +250,54 @@ def test_sampler_is_exact_at_last_step():
     np.testing.assert_allclose(x, 0.25, atol=1e-6)
 
 
+@pytest.mark.parametrize("T", [2, 4])
+def test_linear_x0_coefs_are_the_regression_of_x0_on_x_next(T):
+    """c_t of ``linear_x0_coefs`` is the least-squares slope of x0 on x_{t+1} (Monte Carlo),
+    for non-Gaussian data too (only the variance enters), and E[x0 | x_{t+1}] for Gaussian data."""
+    chain = DiscreteChain.vp(T)
+    n, var = 400_000, 8.0
+    mix = mixture_25gaussians()  # per-coordinate variance 8 + 0.05^2
+    coefs = np.asarray(chain.linear_x0_coefs(8.0 + 0.05**2))
+    for t in range(T):
+        for x0 in (mix.sample(jax.random.key(t), n), math.sqrt(var) * jax.random.normal(
+            jax.random.key(100 + t), (n, 2))):  # fmt: skip
+            labels = jnp.full((n,), t, jnp.int32)
+            _, x_next = chain.q_pair(jax.random.key(200 + t), x0, labels)
+            x0, x_next = np.asarray(x0, np.float64), np.asarray(x_next, np.float64)
+            slope = np.sum(x0 * x_next) / np.sum(x_next**2)
+            # standard error of the slope: residual std / (sqrt(2n) * std(x_next))
+            resid = x0 - slope * x_next
+            se = resid.std() / (math.sqrt(x0.size) * x_next.std())
+            assert abs(slope - coefs[t]) < 5 * se + 1e-4, (t, slope, coefs[t], se)
+    # closed form at the extremes: c -> 1 as the noise vanishes, c -> sqrt(ab) v / (ab v + 1 - ab)
+    ab = np.asarray(chain.a_cum[1:], np.float64) ** 2
+    np.testing.assert_allclose(
+        np.asarray(chain.linear_x0_coefs(var)),
+        np.sqrt(ab) * var / (ab * var + 1 - ab),
+        rtol=1e-5,
+    )
+
+
+def test_toy_generator_skip_adds_the_linear_estimate():
+    """``FourierMLPGenerator(skip_coefs=c)``: output = c[t] x_t + the same MLP without the skip."""
+    from flax import nnx
+
+    from jaxdiff.methods.ddgan_nets import FourierMLPGenerator
+    from jaxdiff.nets.functional import functional
+
+    c = (0.5, 1.5, 3.0)
+    kw = dict(dim=2, nz=4, hidden=16, depth=2, t_emb_dim=8, octaves=2)
+    g_skip, p = functional(FourierMLPGenerator(**kw, skip_coefs=c, rngs=nnx.Rngs(0)))
+    g_plain, p2 = functional(FourierMLPGenerator(**kw, rngs=nnx.Rngs(0)))
+    x = jax.random.normal(jax.random.key(0), (6, 2))
+    t = jnp.array([0, 1, 2, 0, 1, 2])
+    z = jax.random.normal(jax.random.key(1), (6, 4))
+    diff = g_skip.apply(p, x, t, z) - g_plain.apply(p2, x, t, z)
+    np.testing.assert_allclose(
+        diff, np.asarray(c)[np.asarray(t)][:, None] * x, rtol=1e-5, atol=1e-6
+    )
+
+
 def test_slerp_endpoints():
     a, b = jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 2.0]])
     np.testing.assert_allclose(slerp(a, b, 0.0), a, atol=1e-6)
@@ -271,6 +319,8 @@ def _tiny_toy_config(fourier: bool = True):
     prefix = "fourier_mlp" if fourier else "mlp"
     c.model = ml_collections.ConfigDict({"name": f"{prefix}_generator", "hidden": 16, "depth": 2})
     c.model.update(extra)
+    if fourier:
+        c.model.skip_data_var = 8.0
     c.ddgan.disc = ml_collections.ConfigDict(
         {"name": f"{prefix}_discriminator", "hidden": 16, "depth": 2, **extra}
     )
@@ -345,3 +395,26 @@ def test_image_method_smoke():
     s, info = method.sample(state, key, 3)
     assert s.shape == (3, 8, 8, 3) and info["nfe"] == 4
     assert float(jnp.max(jnp.abs(s))) <= 1.0  # tanh head, and label 0 returns x0 exactly
+
+
+@pytest.mark.slow
+def test_toy_quick_start_meets_the_acceptance_thresholds(tmp_path):
+    """Issue 6: ``jaxdiff train --config configs/toy/ddgan.py`` then ``jaxdiff sample`` (T = 4):
+    25 / 25 modes with at least 80 % of the samples within 3 std of a centre."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    work = tmp_path / "ddgan"
+    cmd = [sys.executable, "-m", "jaxdiff", "train", "--config", "configs/toy/ddgan.py",
+           "--workdir", str(work), "--noprogress"]  # fmt: skip
+    subprocess.run(cmd, cwd=root, check=True, capture_output=True, timeout=900)
+    sample = [sys.executable, "-m", "jaxdiff", "sample", "--workdir", str(work)]
+    res = subprocess.run(sample, cwd=root, check=True, capture_output=True, text=True, timeout=300)
+    assert "NFE 4" in res.stdout
+    metrics = json.loads((work / "eval.json").read_text())
+    assert metrics["modes_covered"] == 25
+    assert metrics["high_quality_frac"] >= 0.8
+    assert metrics["sw_ratio"] <= 2.0

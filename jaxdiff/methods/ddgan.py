@@ -109,7 +109,7 @@ def build_net(cfg, rngs: nnx.Rngs, **overrides: Any) -> nnx.Module:
     """A G or D from its config section (``name`` + keyword arguments) and data-given overrides."""
     local = _local_nets()
     if cfg.name in local:
-        kw = {k: v for k, v in cfg.items() if k not in ("name", "dtype")}
+        kw = {k: v for k, v in cfg.items() if k not in ("name", "dtype", "skip_data_var")}
         kw.update({k: v for k, v in overrides.items() if k != "dtype"})
         return local[cfg.name](**kw, rngs=rngs)
     from jaxdiff.nets import zoo
@@ -198,6 +198,9 @@ class DDGANMethod(Method):
         )
         g_kw = _net_overrides(config.model.name, shape, dtype, dd.nz)
         d_kw = _net_overrides(dd.disc.name, shape, dtype, None)
+        if config.model.get("skip_data_var", None):  # toy G's linear skip, in chain units
+            var = config.model.skip_data_var * dd.get("data_scale", 1.0) ** 2
+            g_kw["skip_coefs"] = tuple(float(c) for c in chain.linear_x0_coefs(var))
 
         def tx(lr):
             return make_optimizer(

@@ -112,6 +112,17 @@ class DiscreteChain(eqx.Module):
             posterior_coef_xt=f32((1.0 - ab_prev) * np.sqrt(alphas) / (1.0 - ab)),
         )
 
+    def linear_x0_coefs(self, data_var: float) -> Float[Array, " T"]:
+        """Per label t, the coefficient c_t of the best *linear* estimate ``c_t x_{t+1}`` of x0.
+
+        For data of per-coordinate variance ``data_var`` (mean 0), x_{t+1} = a x0 + s eps with
+        ``a = a_cum[t+1]``, ``s = sigma_cum[t+1]``, so ``E[x0 x_{t+1}] / E[x_{t+1}^2] =
+        a v / (a^2 v + s^2)`` (the Wiener filter; exact E[x0 | x_{t+1}] for Gaussian data). Toy
+        generators use it as a skip connection (EDM's c_skip in spirit): x0 = c_t x_{t+1} + F.
+        """
+        a, s = self.a_cum[1:], self.sigma_cum[1:]
+        return a * data_var / (a * a * data_var + s * s)
+
     # -- forward kernels -------------------------------------------------------------------------
 
     def marginal(self, x0: Float[Array, "b ..."], k: Int[Array, " b"]) -> DiagonalGaussian:
