@@ -45,13 +45,45 @@ def upfirdn_reference(x, k2, up, down, pad0, pad1):
     return out[::down, ::down]
 
 
-@pytest.mark.parametrize("up,down,pad", [(2, 1, (2, 1)), (1, 2, (1, 1)), (1, 1, (1, 2))])
-def test_upfirdn_matches_loop_reference(up, down, pad):
+@pytest.mark.parametrize("separable", [False, True])
+@pytest.mark.parametrize(
+    "up,down,pad", [(2, 1, (2, 1)), (1, 2, (1, 1)), (1, 1, (1, 2)), (2, 2, (1, 2)), (1, 2, (2, 0))]
+)
+def test_upfirdn_matches_loop_reference(up, down, pad, separable):
+    """Both code paths (depthwise conv for a general kernel, shifted slices for a rank-one one)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(7, 7)).astype(np.float32)
-    k2 = rng.normal(size=(4, 4)).astype(np.float32)  # asymmetric: checks the flip
+    if separable:  # asymmetric and different per axis: checks the flip and the axis order
+        k2 = np.outer(rng.normal(size=4), rng.normal(size=4)).astype(np.float32)
+        assert L._separable_taps(k2) is not None
+    else:
+        k2 = rng.normal(size=(4, 4)).astype(np.float32)
+        assert L._separable_taps(k2) is None
     got = L.upfirdn2d(jnp.asarray(x)[None, :, :, None], k2, up, down, pad)[0, :, :, 0]
     np.testing.assert_allclose(got, upfirdn_reference(x, k2, up, down, *pad), atol=1e-5)
+
+
+def test_upfirdn_separable_path_equals_conv_path_with_gradients():
+    """The slice path and the depthwise conv agree in value and in the input gradient."""
+    k2 = L.fir_kernel((1, 3, 3, 1), 4.0)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+
+    def conv_path(x, up, down, pad):
+        w = jnp.broadcast_to(jnp.asarray(k2[::-1, ::-1])[:, :, None, None], (4, 4, 1, 3))
+        padding = ((pad[0], pad[1] + up - 1),) * 2
+        return jax.lax.conv_general_dilated(
+            x, w, (down, down), padding, lhs_dilation=(up, up),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=3,
+        )  # fmt: skip
+
+    for up, down, pad in [(2, 1, (2, 1)), (1, 2, (1, 1))]:
+        ref = conv_path(x, up, down, pad)
+        got = L.upfirdn2d(x, k2, up, down, pad)
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+        args = (up, down, pad)
+        g_ref = jax.grad(lambda x, a=args: jnp.sum(conv_path(x, *a) ** 2))(x)
+        g_got = jax.grad(lambda x, a=args: jnp.sum(L.upfirdn2d(x, k2, *a) ** 2))(x)
+        np.testing.assert_allclose(g_got, g_ref, atol=1e-4)
 
 
 def test_fir_upsample_impulse_is_outer_product_and_constant_preserved():
