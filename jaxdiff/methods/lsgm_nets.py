@@ -33,10 +33,13 @@ def out_channels(likelihood: str, channels: int) -> int:
 
 
 def _log_sigmoid_diff(a: Array, b: Array) -> Array:
-    """log(sigmoid(a) - sigmoid(b)) for a > b, stable."""
-    return jax.nn.log_sigmoid(a) + jnp.log(
-        -jnp.expm1(jax.nn.log_sigmoid(b) - jax.nn.log_sigmoid(a))
-    )
+    """log(sigmoid(a) - sigmoid(b)) for a > b, stable.
+
+    Both log-sigmoids round to the same float when a and b are far in a tail: the difference is
+    then floored at 1e-30 (the caller selects the density branch there), so that the unselected
+    branch of its ``where`` has a finite gradient instead of inf * 0 = NaN."""
+    diff = -jnp.expm1(jax.nn.log_sigmoid(b) - jax.nn.log_sigmoid(a))
+    return jax.nn.log_sigmoid(a) + jnp.log(jnp.maximum(diff, 1e-30))
 
 
 def decoder_nll(
