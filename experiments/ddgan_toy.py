@@ -28,8 +28,10 @@ from jaxdiff.build import build_data, build_method  # noqa: E402
 from jaxdiff.eval.metrics import toy_metrics  # noqa: E402
 
 
-def train(method, data, config, seconds: float | None = None, log_every: int = 1000):
-    """Trains with a jitted scan of ``n_jitted_steps`` steps (the trainer's loop, in-process)."""
+def train(method, data, config, seconds: float | None = None, log_every: int = 1000, callback=None):
+    """Trains with a jitted scan of ``n_jitted_steps`` steps (the trainer's loop, in-process).
+
+    ``callback(state, step)`` runs every ``log_every`` steps (e.g. to write a progress grid)."""
     bs, k = config.training.batch_size, config.training.n_jitted_steps
     state = method.init(jax.random.key(config.seed), data.batch(0, bs))
 
@@ -51,6 +53,8 @@ def train(method, data, config, seconds: float | None = None, log_every: int = 1
         if step % log_every == 0:
             m = {k: round(float(v[-1]), 3) for k, v in metrics.items() if "loss" in k}
             print(f"  step {step} {time.time() - t0:.0f}s {m}", flush=True)
+            if callback is not None:
+                callback(state, step)
         if seconds is not None and time.time() - t0 > seconds:
             break
     jax.block_until_ready(state)
@@ -193,16 +197,25 @@ def cifar(args):
 
 
 def digits(args):
-    from configs.ddgan import digits32
+    import importlib
+
     from jaxdiff.eval.plots import save_image_grid
 
-    c = digits32.get_config()
+    c = importlib.import_module(f"configs.ddgan.{args.config}").get_config()
     method, data = build_method(c), build_data(c)
     print(
         f"digits: up to {c.training.num_steps} steps / {args.minutes} min, batch "
         f"{c.training.batch_size}"
     )
-    state, secs, steps = train(method, data, c, seconds=60 * args.minutes, log_every=200)
+
+    def progress(state, step):  # the grid so far, so a long run can be watched and stopped
+        x, _ = method.sample(state, jax.random.key(0), 100)
+        save_image_grid(args.png, np.asarray(x))
+        print(f"  wrote {args.png} at step {step}", flush=True)
+
+    state, secs, steps = train(
+        method, data, c, seconds=60 * args.minutes, log_every=args.log_every, callback=progress
+    )
     x, info, st = timed_sample(method, state, 100)
     save_image_grid(args.png, np.asarray(x))
     lerp = method.interpolate(state, jax.random.key(3), num_pairs=4, num_points=10)
@@ -224,6 +237,8 @@ def main():
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--vp_steps", type=int, default=3)
     p.add_argument("--minutes", type=float, default=15.0)
+    p.add_argument("--log_every", type=int, default=200)
+    p.add_argument("--config", default="digits16", help="configs/ddgan/<name>.py for digits")
     p.add_argument("--png", default="docs/ddgan_digits.png")
     p.add_argument("--out", default="/tmp/ddgan_bench.jsonl")
     args = p.parse_args()

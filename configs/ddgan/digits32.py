@@ -24,8 +24,8 @@ def get_config():
     c.ddgan.lazy_reg = 15  # [README] CIFAR-10
     # [ours] the small discriminator at ngf 16, t_emb 64 (jaxdiff/nets/zoo.py)
     c.ddgan.disc = zoo.ddgan_mnist32_discriminator()
-    # [ours] NCSN++ with AdaGN at nf 32, ch_mult 1 2 2, 1 res block, z_emb 64, n_mlp 2
-    c.model = zoo.ddgan_mnist32_generator()
+    # [ours] NCSN++ with AdaGN at nf 16 (zoo: 32), ch_mult 1 2 2, 1 res block, z_emb 64, n_mlp 2
+    c.model = zoo.with_overrides(zoo.ddgan_mnist32_generator(), nf=16)
     c.model.attn_resolutions = ()  # [ours] no attention (code: 16): CPU time
 
     c.training.batch_size = 32  # [ours] README: 256 global

@@ -23,7 +23,8 @@ from flax import nnx
 from jaxtyping import Array, Float, Int, Key
 
 from jaxdiff.methods.base import Method
-from jaxdiff.nets.functional import PureNet, functional
+from jaxdiff.methods.score import init_params
+from jaxdiff.nets.functional import PureNet, ShapeOnlyRngs, functional
 from jaxdiff.objectives.ddgan import d_loss, g_loss, lazy_r1_penalty
 from jaxdiff.processes.discrete import DiscreteChain
 from jaxdiff.train.state import TrainState, apply_gradients, create_state, next_step
@@ -177,8 +178,9 @@ class DDGANMethod(Method):
         self.sample_batch = sample_batch
         self.eval_samples = eval_samples
         self.data_scale = float(data_scale)
-        self.G: PureNet = functional(nnx.eval_shape(lambda: make_g(nnx.Rngs(0))))[0]
-        self.D: PureNet = functional(nnx.eval_shape(lambda: make_d(nnx.Rngs(0))))[0]
+        # shapes only: ShapeOnlyRngs keeps abstract construction linear in depth
+        self.G: PureNet = functional(nnx.eval_shape(lambda: make_g(ShapeOnlyRngs(0))))[0]
+        self.D: PureNet = functional(nnx.eval_shape(lambda: make_d(ShapeOnlyRngs(0))))[0]
         self._sample_jit = jax.jit(self._sample_chunk, static_argnums=(2,))
 
     @classmethod
@@ -236,8 +238,7 @@ class DDGANMethod(Method):
     def init(self, key: jax.Array, batch: dict[str, Any]) -> TrainState:
         del batch
         k_g, k_d = jax.random.split(key)
-        g = jax.jit(lambda k: functional(self.make_g(nnx.Rngs(k)))[1])(k_g)
-        d = jax.jit(lambda k: functional(self.make_d(nnx.Rngs(k)))[1])(k_d)
+        g, d = init_params(self.make_g, k_g), init_params(self.make_d, k_d)
         return create_state({"G": g, "D": d}, {"G": self.tx_g, "D": self.tx_d}, ema_groups=("G",))
 
     def g_fn(self, params) -> GFn:
