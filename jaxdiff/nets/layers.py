@@ -598,6 +598,27 @@ def minibatch_stddev(
 # Spectral regularisation by power iteration (NVAE / LSGM ``sr_utils``), as a pure function.
 
 
+WN_EPS = 1e-5  # added to ||v|| in NVAE's weight normalisation
+
+
+def weight_norm_kernel(v: Float[Array, "... ci co"], log_g: Float[Array, " co"]) -> Array:
+    """NVAE's weight-normalised kernel ``exp(log_g) * v / (||v|| + 1e-5)``, the norm per output
+    channel over every other axis (Salimans & Kingma 2016)."""
+    n = jnp.sqrt(jnp.sum(v * v, axis=tuple(range(v.ndim - 1))))
+    return jnp.exp(log_g) * v / (n + WN_EPS)
+
+
+def effective_kernels(params: Any) -> Any:
+    """``params`` with every weight-normalised ``kernel`` (a dict holding ``kernel`` and
+    ``log_weight_norm``) replaced by the kernel the layer applies; other leaves unchanged."""
+    if not isinstance(params, dict):
+        return params
+    out = {k: effective_kernels(v) for k, v in params.items()}
+    if "kernel" in out and "log_weight_norm" in out and out["log_weight_norm"] is not None:
+        out["kernel"] = weight_norm_kernel(out["kernel"], out["log_weight_norm"])
+    return out
+
+
 def _is_kernel(path: tuple, leaf: Array) -> bool:
     name = str(path[-1]) if path else ""
     return leaf.ndim >= 2 and "kernel" in name
@@ -634,11 +655,13 @@ def spectral_regularizer(
 
     Runs ``num_iter`` power iterations (40 on the first call in NVAE) from the threaded state
     (u, v are not differentiated), then returns ``(sum_l u^T W_l v, new_state)``; the loss is
-    differentiable in the kernels. Thread ``new_state`` into the next call.
+    differentiable in the kernels. Thread ``new_state`` into the next call. Weight-normalised
+    layers are regularised through the kernel they apply (:func:`effective_kernels`), as NVAE
+    does, so the gradient reaches both ``kernel`` and ``log_weight_norm``.
     """
     total = jnp.zeros((), jnp.float32)
     new_state = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(effective_kernels(params))[0]:
         name = jax.tree_util.keystr(path)
         if name not in state:
             continue

@@ -22,10 +22,9 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
-from jaxdiff.nets.layers import naive_upsample_2d
+from jaxdiff.nets.layers import naive_upsample_2d, weight_norm_kernel
 
 BN_EPS = 1e-5  # NVAE's BN_EPS
-WN_EPS = 1e-5  # added to ||v|| in the weight normalisation
 CELL_OPS = ("res_bnswish", "mconv_e6k5g0", "mconv_e3k5g0")
 
 
@@ -67,8 +66,7 @@ class WNConv(nnx.Module):
         v = self.kernel[...]
         if self.log_weight_norm is None:
             return v
-        n = jnp.sqrt(jnp.sum(v * v, axis=(0, 1, 2)))
-        return jnp.exp(self.log_weight_norm[...]) * v / (n + WN_EPS)
+        return weight_norm_kernel(v, self.log_weight_norm[...])
 
     def __call__(self, x: Float[Array, "b h w ci"]) -> Float[Array, "b h2 w2 co"]:
         p = self.pad
