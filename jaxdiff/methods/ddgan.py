@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jaxtyping import Array, Float, Int, Key
@@ -120,6 +121,9 @@ def build_net(cfg, rngs: nnx.Rngs, **overrides: Any) -> nnx.Module:
 
 def _net_overrides(name: str, data_shape: tuple[int, ...], dtype, nz: int | None) -> dict:
     """The keyword arguments fixed by the data (and nz) rather than by the config."""
+    if name in _local_nets() and len(data_shape) > 1:  # images through the flattening MLPs
+        dim = int(np.prod(data_shape))
+        return {"dim": dim, "image_shape": data_shape, **({"nz": nz} if nz is not None else {})}
     if len(data_shape) == 1:  # toy MLPs
         return {"dim": data_shape[0], **({"nz": nz} if nz is not None else {})}
     if nz is not None:  # the NCSN++ generator

@@ -66,17 +66,21 @@ class FourierMLPGenerator(nnx.Module):
         octaves: int = 6,
         length: float = 4.0,
         skip_coefs: tuple[float, ...] | None = None,
+        image_shape: tuple[int, ...] | None = None,
         *,
         rngs: nnx.Rngs,
     ):
         self.t_emb_dim, self.octaves, self.length = t_emb_dim, octaves, length
         self.skip_coefs = None if skip_coefs is None else tuple(float(c) for c in skip_coefs)
+        self.image_shape = None if image_shape is None else tuple(image_shape)
         din = dim * (1 + 2 * octaves) + t_emb_dim + nz
         self.net = _Stack(din, hidden, depth, dim, rngs=rngs)
 
     def __call__(
-        self, x_t: Float[Array, "b d"], t: Num[Array, " b"], z: Float[Array, "b nz"]
-    ) -> Float[Array, "b d"]:
+        self, x_t: Float[Array, "b ..."], t: Num[Array, " b"], z: Float[Array, "b nz"]
+    ) -> Float[Array, "b ..."]:
+        shape = x_t.shape
+        x_t = x_t.reshape(shape[0], -1)  # images (``image_shape``) go through the MLP flattened
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x_t.shape[:1])
         h = jnp.concatenate(
             [
@@ -90,7 +94,7 @@ class FourierMLPGenerator(nnx.Module):
         if self.skip_coefs is not None:
             c = jnp.asarray(self.skip_coefs, jnp.float32)[jnp.asarray(t, jnp.int32)]
             out = out + c[:, None] * x_t
-        return out
+        return out.reshape(shape)
 
 
 class FourierMLPDiscriminator(nnx.Module):
@@ -104,16 +108,19 @@ class FourierMLPDiscriminator(nnx.Module):
         t_emb_dim: int = 32,
         octaves: int = 6,
         length: float = 4.0,
+        image_shape: tuple[int, ...] | None = None,
         *,
         rngs: nnx.Rngs,
     ):
         self.t_emb_dim, self.octaves, self.length = t_emb_dim, octaves, length
+        self.image_shape = None if image_shape is None else tuple(image_shape)
         din = 2 * dim * (1 + 2 * octaves) + t_emb_dim
         self.net = _Stack(din, hidden, depth, 1, rngs=rngs)
 
     def __call__(
-        self, x_prev: Float[Array, "b d"], x_t: Float[Array, "b d"], t: Num[Array, " b"]
+        self, x_prev: Float[Array, "b ..."], x_t: Float[Array, "b ..."], t: Num[Array, " b"]
     ) -> Float[Array, "b 1"]:
+        x_prev, x_t = x_prev.reshape(x_prev.shape[0], -1), x_t.reshape(x_t.shape[0], -1)
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x_t.shape[:1])
         h = jnp.concatenate(
             [
