@@ -439,3 +439,6 @@ def test_mlp_nets_on_images_flatten_and_restore_the_shape():
         assert any(not np.allclose(a, b) for a, b in pairs)
     samples, info = method.sample(new, jax.random.key(3), 5)
     assert samples.shape == (5, 8, 8, 1) and info == {"nfe": 4}
+    with pytest.raises(ValueError, match="built for"):  # a wrong image shape is named
+        method.G.apply(new.params["G"], jnp.zeros((2, 4, 4, 1)), jnp.zeros(2, jnp.int32),
+                       jnp.zeros((2, c.ddgan.nz)))  # fmt: skip

@@ -29,6 +29,14 @@ from jaxdiff.nets.embeddings import sinusoidal_embedding
 from jaxdiff.nets.layers import dense, pixel_norm
 
 
+def _flatten(x: Array, image_shape: tuple[int, ...] | None, what: str) -> Array:
+    """(b, *image_shape) -> (b, prod): images through an MLP; checks the shape it was built for."""
+    expected = image_shape if image_shape is not None else x.shape[1:2]
+    if tuple(x.shape[1:]) != tuple(expected):
+        raise ValueError(f"{what} has shape {x.shape}; this net was built for (b, *{expected})")
+    return x.reshape(x.shape[0], -1)
+
+
 def fourier_features(x: Float[Array, "b d"], octaves: int, length: float) -> Float[Array, "b f"]:
     """``[x, sin(2^k pi x / length), cos(2^k pi x / length)]_{k < octaves}``: (b, d (1 + 2K))."""
     freqs = math.pi * 2.0 ** jnp.arange(octaves, dtype=jnp.float32) / length
@@ -54,6 +62,7 @@ class FourierMLPGenerator(nnx.Module):
     """``G(x_t (b,d), t (b,) integer label, z (b,nz)) -> x0 (b,d)`` with Fourier input features.
 
     ``skip_coefs`` (one per label, or None): adds ``skip_coefs[t] * x_t`` to the output.
+    ``image_shape``: take and return images of this shape (flattened inside; ``dim`` = its size).
     """
 
     def __init__(
@@ -80,7 +89,7 @@ class FourierMLPGenerator(nnx.Module):
         self, x_t: Float[Array, "b ..."], t: Num[Array, " b"], z: Float[Array, "b nz"]
     ) -> Float[Array, "b ..."]:
         shape = x_t.shape
-        x_t = x_t.reshape(shape[0], -1)  # images (``image_shape``) go through the MLP flattened
+        x_t = _flatten(x_t, self.image_shape, "x_t")
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x_t.shape[:1])
         h = jnp.concatenate(
             [
@@ -98,7 +107,8 @@ class FourierMLPGenerator(nnx.Module):
 
 
 class FourierMLPDiscriminator(nnx.Module):
-    """``D(x_prev (b,d), x_t (b,d), t (b,)) -> logits (b, 1)`` with Fourier input features."""
+    """``D(x_prev (b,d), x_t (b,d), t (b,)) -> logits (b, 1)`` with Fourier input features
+    (``image_shape``: images of this shape, flattened inside, as the generator)."""
 
     def __init__(
         self,
@@ -120,7 +130,8 @@ class FourierMLPDiscriminator(nnx.Module):
     def __call__(
         self, x_prev: Float[Array, "b ..."], x_t: Float[Array, "b ..."], t: Num[Array, " b"]
     ) -> Float[Array, "b 1"]:
-        x_prev, x_t = x_prev.reshape(x_prev.shape[0], -1), x_t.reshape(x_t.shape[0], -1)
+        x_prev = _flatten(x_prev, self.image_shape, "x_prev")
+        x_t = _flatten(x_t, self.image_shape, "x_t")
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x_t.shape[:1])
         h = jnp.concatenate(
             [
