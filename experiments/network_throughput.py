@@ -17,9 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdiff.methods.score import _INIT_COMPILER_OPTIONS
 from jaxdiff.nets import zoo
-from jaxdiff.nets.functional import PureNet
+from jaxdiff.nets.functional import PureNet, init_params
 
 
 def _inputs(name: str, cfg, b: int, key: jax.Array):
@@ -70,9 +69,9 @@ def bench(name: str, dtype: str, batch: int, reps: int) -> dict:
     cfg = zoo.PAPER_CONFIGS[name]()
     build = lambda: zoo.build_net(cfg, dtype=dtype)  # noqa: E731
     graphdef, _ = nnx.split(nnx.eval_shape(build))
-    init = jax.jit(lambda: nnx.to_pure_dict(nnx.state(build())))
-    options = _INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
-    params = init.lower().compile(compiler_options=options)()  # fast compile; values only
+    params = init_params(
+        lambda rngs: zoo.build_net(cfg, dtype=dtype, seed=rngs.params()), jax.random.key(0)
+    )
     pure = PureNet(graphdef)
     args, kw = _inputs(name, cfg, batch, jax.random.key(0))
 

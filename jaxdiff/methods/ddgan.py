@@ -24,8 +24,7 @@ from flax import nnx
 from jaxtyping import Array, Float, Int, Key
 
 from jaxdiff.methods.base import Method
-from jaxdiff.methods.score import init_params
-from jaxdiff.nets.functional import PureNet, ShapeOnlyRngs, functional
+from jaxdiff.nets.functional import PureNet, ShapeOnlyRngs, functional, init_params
 from jaxdiff.objectives.ddgan import d_loss, g_loss, lazy_r1_penalty
 from jaxdiff.processes.discrete import DiscreteChain
 from jaxdiff.train.state import TrainState, apply_gradients, create_state, next_step

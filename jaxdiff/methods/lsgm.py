@@ -30,8 +30,7 @@ from jaxtyping import Array, Float
 
 from jaxdiff.methods import lsgm_nets as N
 from jaxdiff.methods.base import Method
-from jaxdiff.methods.score import init_params
-from jaxdiff.nets.functional import functional
+from jaxdiff.nets.functional import functional, init_params
 from jaxdiff.nets.layers import norm_scale_penalty, spectral_regularizer, spectral_state_init
 from jaxdiff.objectives import lsgm as L
 from jaxdiff.processes.scalar import VP
@@ -153,7 +152,7 @@ class LSGMMethod(Method):
     def init(self, key: jax.Array, batch: dict[str, Any]) -> TrainState:
         del batch
         k_v, k_p, k_s = jax.random.split(key, 3)
-        vae = init_params(self._make_vae, k_v)  # one fast-compiled program (methods/score.py)
+        vae = init_params(self._make_vae, k_v)  # one fast-compiled program (nets/functional.py)
         params = {"vae": vae, "prior": self.init_prior(k_p)}
         opt = {"vae": self.tx_vae.init(vae), "prior": self.tx_prior.init(params["prior"])}
         if self.c.sr_vae or self.c.sr_prior:  # persistent power-iteration vectors, warmed up

@@ -13,25 +13,11 @@ import optax
 from flax import nnx
 
 from jaxdiff.methods.base import Method
-from jaxdiff.nets.functional import PureNet, ShapeOnlyRngs, functional
+from jaxdiff.nets.functional import PureNet, ShapeOnlyRngs, functional, init_params
 from jaxdiff.processes.base import Process
 from jaxdiff.solvers.likelihood import bits_per_dim, log_likelihood
 from jaxdiff.solvers.samplers import Sampler, get_sampler, sample
 from jaxdiff.train.state import TrainState, apply_gradients, create_state, next_step
-
-# Initialisation runs once: compile it fast (XLA's CPU backend spends ~40 s optimising the
-# thousands of random-number ops of a U-Net's initialisers at the default level; results are the
-# same random draws).
-_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-
-
-def init_params(make: Callable[..., nnx.Module], key: jax.Array) -> dict:
-    """Parameters of ``make(rngs=...)`` as one compiled program (not one dispatch per op)."""
-    fn = jax.jit(lambda k: functional(make(rngs=nnx.Rngs(k)))[1])
-    if isinstance(key, jax.core.Tracer):  # under eval_shape / jit: nothing to compile here
-        return fn(key)
-    options = _INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
-    return fn.lower(key).compile(compiler_options=options)(key)
 
 
 class ScoreMethod(Method):

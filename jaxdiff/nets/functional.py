@@ -9,6 +9,7 @@ inside ``jax.jit``, sharded training steps and diffrax solvers without NNX trans
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -70,3 +71,18 @@ def functional(module: nnx.Module) -> tuple[PureNet, Any]:
 def count_params(params: Any) -> int:
     """Number of scalars in a params pytree."""
     return sum(int(x.size) for x in jax.tree.leaves(params))
+
+
+# Initialisation runs once: compile it fast (XLA's CPU backend spends ~40 s optimising the
+# thousands of random-number ops of a U-Net's initialisers at the default level; results are the
+# same random draws).
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+
+
+def init_params(make: Callable[..., nnx.Module], key: jax.Array) -> dict:
+    """Parameters of ``make(rngs=...)`` as one compiled program (not one dispatch per op)."""
+    fn = jax.jit(lambda k: functional(make(rngs=nnx.Rngs(k)))[1])
+    if isinstance(key, jax.core.Tracer):  # under eval_shape / jit: nothing to compile here
+        return fn(key)
+    options = INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+    return fn.lower(key).compile(compiler_options=options)(key)
