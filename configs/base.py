@@ -31,7 +31,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.objective = ml_collections.ConfigDict()
     c.objective.name = "dsm"
-    c.objective.parameterisation = "eps"  # eps | score
+    c.objective.parameterisation = "eps"  # eps | score | eps_skip
+    c.objective.data_mean = 0.0  # eps_skip: the Gaussian N(data_mean, data_var I) it skips through
+    c.objective.data_var = 1.0
     c.objective.weighting = "sigma2"  # sigma2 | likelihood | likelihood_is
     c.objective.t_min = 1e-5  # training times t ~ [t_min, T] (score_sde: 1e-5)
     c.objective.reduce = "sum"  # sum | mean over dimensions

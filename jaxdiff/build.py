@@ -62,7 +62,13 @@ def build_objective(cfg, process):
 
     table = {
         "dsm": lambda: DenoisingScoreMatching(
-            process, cfg.parameterisation, cfg.weighting, cfg.t_min, cfg.reduce
+            process,
+            cfg.parameterisation,
+            cfg.weighting,
+            cfg.t_min,
+            cfg.reduce,
+            cfg.get("data_mean", 0.0),
+            cfg.get("data_var", 1.0),
         ),
         "hsm": lambda: _build_hsm(cfg, process),
     }

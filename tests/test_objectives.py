@@ -51,6 +51,44 @@ def test_score_parameterisation_matches_eps():
     np.testing.assert_allclose(l_eps, l_score, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("process", [VP(), SubVP(), VP(GeometricSchedule())])
+def test_eps_skip_with_a_zero_network_is_the_exact_gaussian_score(process):
+    """eps_skip with F = 0 is the score of the marginal of N(mu, v I) data,
+    -(x - a mu) / (a^2 v + s^2), and the DSM minimiser there: the loss rises when F leaves 0."""
+    mu, v = -0.6, 0.3
+    obj = DenoisingScoreMatching(process, "eps_skip", data_mean=mu, data_var=v)
+    zero = lambda x, t, key=None: jnp.zeros_like(x)
+    t = jnp.array([1e-4, 0.01, 0.3, 0.7, 1.0])
+    y = jax.random.normal(jax.random.key(0), (5, 3)) * 2.0
+    a = jnp.exp(process.log_alpha(t))[:, None]
+    expected = -(y - a * mu) / (a**2 * v + process.kernel_var(t)[:, None])
+    np.testing.assert_allclose(obj.score_fn(zero)(y, t), expected, rtol=1e-5, atol=1e-6)
+
+    x0 = mu + np.sqrt(v) * jax.random.normal(jax.random.key(1), (20000, 2))
+    loss = lambda net: float(jnp.mean(obj.loss(net, jax.random.key(2), x0)[0]))
+    l0 = loss(zero)
+    for c in (0.1, -0.1):
+        assert loss(lambda x, t, key=None, c=c: jnp.full_like(x, c)) > l0
+        assert loss(lambda x, t, key=None, c=c: c * x) > l0
+
+
+def test_eps_skip_residual_is_unit_scale_for_gaussian_data():
+    """For Gaussian data, eps - eps_lin is the posterior noise of eps given x_t, with variance
+    alpha^2 v / (alpha^2 v + sigma^2) = c_out^2: F's target has unit scale at every t (EDM's
+    property, in eps form)."""
+    process, v = VP(), 0.25
+    obj = DenoisingScoreMatching(process, "eps_skip", data_var=v)
+    x0 = np.sqrt(v) * jax.random.normal(jax.random.key(3), (40000, 1))
+    for t in (0.02, 0.2, 0.6, 1.0):
+        tb = jnp.full((x0.shape[0],), t)
+        xt, eps = process.marginal(x0, tb).sample(jax.random.key(4))
+        zero = lambda x, tt, key=None: jnp.zeros_like(x)
+        resid = eps - obj.eps_skip(zero, xt, tb)
+        a2, s2 = jnp.exp(2 * process.log_alpha(t)), process.kernel_var(t)
+        c_out = jnp.sqrt(a2 * v / (a2 * v + s2))
+        np.testing.assert_allclose(float(jnp.var(resid / c_out)), 1.0, rtol=0.03)
+
+
 @pytest.mark.parametrize("process", [VP(), SubVP(), VE(sigma_max=50.0), VP(GeometricSchedule())])
 def test_is_density_integrates_to_one_and_matches_samples(process):
     t_min = 1e-5
@@ -82,7 +120,19 @@ def test_is_and_uniform_likelihood_losses_agree_with_lower_variance():
 
 
 def test_bad_options_fail_clearly():
+    with pytest.raises(ValueError, match="data_var"):
+        DenoisingScoreMatching(VP(), "eps_skip", data_var=0.0)
     with pytest.raises(ValueError, match="unknown weighting"):
         DenoisingScoreMatching(VP(), "eps", "snr")
     with pytest.raises(ValueError, match="unknown parameterisation"):
         DenoisingScoreMatching(VP(), "x0")
+
+
+def test_eps_skip_is_built_from_the_config():
+    from configs.base import base_config
+    from jaxdiff.build import build_objective
+
+    cfg = base_config().objective
+    cfg.parameterisation, cfg.data_mean, cfg.data_var = "eps_skip", -0.8, 0.3
+    obj = build_objective(cfg, VP())
+    assert (obj.parameterisation, obj.data_mean, obj.data_var) == ("eps_skip", -0.8, 0.3)

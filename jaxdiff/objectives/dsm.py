@@ -4,7 +4,14 @@ Vincent (2011); Song et al. 2021, Eq. 7. With ``x_t = alpha_t x_0 + sigma_t eps`
 target is ``-eps / sigma_t``. Two parameterisations of the network output:
 
 * ``eps``: the network predicts eps; ``score = -eps_theta / sigma_t`` (DDPM, score_sde's VP);
-* ``score``: the network output is the score itself (score_sde's NCSN / VE).
+* ``score``: the network output is the score itself (score_sde's NCSN / VE);
+* ``eps_skip``: ``eps_theta = eps_lin(x_t, t) + c_out(t) F_theta(x_t, t)``, where ``eps_lin`` is
+  the exact eps-prediction for Gaussian data N(data_mean, data_var I),
+  ``eps_lin = sigma_t (x_t - alpha_t mu) / (alpha_t^2 v + sigma_t^2)``, and
+  ``c_out = alpha_t sqrt(v) / sqrt(alpha_t^2 v + sigma_t^2)`` keeps the network's target at unit
+  scale (EDM's c_skip / c_out preconditioning, Karras et al. 2022, written for eps; LSGM's mixed
+  score is the same idea with a N(0, I) prior). An MLP narrower than the data cannot pass x_t
+  through to its output, which a plain eps-network must do at large t; the skip does it for it.
 
 The per-example residual ``r = sigma_t (score_theta - target)`` equals ``eps_theta - eps``
 either way, so the weightings read:
@@ -33,7 +40,7 @@ from jaxdiff.processes.scalar import ScalarLinearProcess
 # A network bound to its parameters: net_fn(x, t, key=None) with t of shape (b,).
 NetFn = Callable[..., Array]
 
-PARAMETERISATIONS = ("eps", "score")
+PARAMETERISATIONS = ("eps", "score", "eps_skip")
 WEIGHTINGS = ("sigma2", "likelihood", "likelihood_is")
 
 
@@ -45,8 +52,12 @@ class DenoisingScoreMatching(eqx.Module):
     weighting: str = eqx.field(static=True, default="sigma2")
     t_min: float = eqx.field(static=True, default=1e-5)
     reduce: str = eqx.field(static=True, default="sum")
+    data_mean: float = eqx.field(static=True, default=0.0)
+    data_var: float = eqx.field(static=True, default=1.0)
 
     def __check_init__(self):
+        if not self.data_var > 0:
+            raise ValueError(f"data_var must be > 0, got {self.data_var}")
         if self.parameterisation not in PARAMETERISATIONS:
             raise ValueError(
                 f"unknown parameterisation {self.parameterisation!r}; use {PARAMETERISATIONS}"
@@ -70,10 +81,22 @@ class DenoisingScoreMatching(eqx.Module):
             return t, (p.t_max - self.t_min) * p.g2(t) / p.kernel_var(t)
         return t, jnp.ones_like(t)
 
+    def eps_skip(self, net_fn: NetFn, xt: Array, t: Float[Array, " b"], net_key=None) -> Array:
+        """The ``eps_skip`` prediction: Gaussian-optimal ``eps_lin`` plus ``c_out F_theta``."""
+        p, mu, v = self.process, self.data_mean, self.data_var
+        alpha = bcast(jnp.exp(p.log_alpha(t)), xt)
+        var = bcast(p.kernel_var(t), xt)
+        total = alpha**2 * v + var
+        eps_lin = jnp.sqrt(var) * (xt - alpha * mu) / total
+        out = net_fn(xt, t, key=net_key).astype(jnp.float32)
+        return eps_lin + alpha * jnp.sqrt(v / total) * out
+
     def residual(self, net_fn: NetFn, x0: Array, t: Array, key: jax.Array, net_key=None) -> Array:
         """``r = sigma_t (score_theta(x_t, t) + eps / sigma_t)`` at ``x_t ~ p(x_t | x_0)``."""
         kernel = self.process.marginal(x0, t)
         xt, eps = kernel.sample(key)
+        if self.parameterisation == "eps_skip":
+            return self.eps_skip(net_fn, xt, t, net_key) - eps
         out = net_fn(xt, t, key=net_key).astype(jnp.float32)
         if self.parameterisation == "eps":
             return out - eps
@@ -97,6 +120,8 @@ class DenoisingScoreMatching(eqx.Module):
 
         def score(y, t):
             tb = jnp.broadcast_to(jnp.asarray(t, jnp.float32), y.shape[:1])
+            if self.parameterisation == "eps_skip":
+                return -self.eps_skip(net_fn, y, tb) / jnp.sqrt(bcast(p.kernel_var(tb), y))
             out = net_fn(y, tb).astype(jnp.float32)
             if self.parameterisation == "eps":
                 return -out / jnp.sqrt(bcast(p.kernel_var(tb), y))
