@@ -85,7 +85,7 @@ def train(method, data, batch_size, steps, budget_s, n_jit=50, flat=False):
 
 
 def vp_method(data_mean: float, data_var: float, hidden: int = 448, depth: int = 3):
-    """Data-space VP SDE score model: an MLP on the flattened 32x32 digits (2.72M parameters at
+    """Data-space VP SDE score model: an MLP on the flattened 32x32 digits (2.76M parameters at
     hidden 448, as LSGM's VAE + prior here: conv nets train too slowly on 2 CPU cores), DSM with
     the sigma^2 weighting, ``eps_skip`` parameterisation.
 
@@ -110,7 +110,7 @@ def vp_method(data_mean: float, data_var: float, hidden: int = 448, depth: int =
     return ScoreMethod(obj, make, tx, 0.999, (32 * 32,), {"sampler": "ode_dopri5", "t_min": 1e-3})
 
 
-def sampling_program(kind, method, state, num, tol, vp_t_min, denoise=False):
+def sampling_program(kind, method, state, num, tol, vp_t_min):
     """A compiled ``key -> (samples, nfe)``: the PF-ODE (Dormand-Prince at rtol = atol = tol)
     from N(0, I) at t = 1; for LSGM to t = 1e-5 in latent space (LSGM's setting), then the
     decoder mean; for the data-space VP model to ``vp_t_min`` (score_sde samples VP to 1e-3:
@@ -133,7 +133,7 @@ def sampling_program(kind, method, state, num, tol, vp_t_min, denoise=False):
 
         def run(key):
             out = sample(method.process, method.score_fn(params), key, (num, *method.data_shape),
-                         solver, t_min=vp_t_min, denoise=denoise)  # fmt: skip
+                         solver, t_min=vp_t_min, denoise=False)  # fmt: skip
             return out.data, out.nfe
 
     t0 = time.time()

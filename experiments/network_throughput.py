@@ -89,11 +89,12 @@ def _program_mib(compiled) -> float:
 def _programs(name: str, dtype: str, batch: int, abstract: bool = False):
     """(params, args, {label: jitted function}) for one config; ``abstract``: shapes only."""
     cfg = zoo.PAPER_CONFIGS[name]()
-    build = lambda: zoo.build_net(cfg, dtype=dtype)  # noqa: E731
-    graphdef, _ = nnx.split(nnx.eval_shape(build))
-    make = lambda rngs: zoo.build_net(cfg, dtype=dtype, seed=rngs.params())  # noqa: E731
-    init = lambda k: init_params(make, k)  # noqa: E731
-    params = jax.eval_shape(init, jax.random.key(0)) if abstract else init(jax.random.key(0))
+    graphdef, shapes = nnx.split(zoo.build_net_abstract(cfg, dtype=dtype))
+    if abstract:
+        params = nnx.to_pure_dict(shapes)
+    else:
+        make = lambda rngs: zoo.build_net(cfg, dtype=dtype, seed=rngs.params())  # noqa: E731
+        params = init_params(make, jax.random.key(0))
     pure = PureNet(graphdef)
     args, kw = _inputs(name, cfg, batch, jax.random.key(0))
     fwd = jax.jit(lambda p, *a: pure.apply(p, *a, **kw))
@@ -121,8 +122,8 @@ def bench(name: str, dtype: str, batch: int, reps: int, time_it: bool = True) ->
         lowered = f.lower(params, *args)
         compiled = lowered.compile()
         row[f"{label} compile s"] = time.perf_counter() - t
-        # The lowered (unoptimised) HLO's count: the same on every backend. A GPU's compiled
-        # module hides its convolutions in cuDNN custom calls, which XLA counts as 0 FLOPs.
+        # The lowered (unoptimised) HLO's count, as the CPU gives it. A GPU reports none for the
+        # lowered stage and 0 for the cuDNN convolutions of the compiled one: use --flops-only.
         row[f"{label} GFLOP/img"] = _flops(lowered) / batch / 1e9
         row[f"{label} MiB"] = _program_mib(compiled)
         if time_it:

@@ -83,7 +83,7 @@ def test_eps_skip_residual_is_unit_scale_for_gaussian_data():
         tb = jnp.full((x0.shape[0],), t)
         xt, eps = process.marginal(x0, tb).sample(jax.random.key(4))
         zero = lambda x, tt, key=None: jnp.zeros_like(x)
-        resid = eps - obj.eps_skip(zero, xt, tb)
+        resid = eps - obj.eps_prediction(zero, xt, tb)
         a2, s2 = jnp.exp(2 * process.log_alpha(t)), process.kernel_var(t)
         c_out = jnp.sqrt(a2 * v / (a2 * v + s2))
         np.testing.assert_allclose(float(jnp.var(resid / c_out)), 1.0, rtol=0.03)

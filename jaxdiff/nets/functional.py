@@ -91,11 +91,12 @@ def init_params(make: Callable[..., nnx.Module], key: jax.Array) -> dict:
     """Parameters of ``make(rngs=...)``: one compiled program (not one dispatch per op) for
     networks of up to ``EAGER_INIT_MIN_ARRAYS`` parameter arrays, op by op for larger ones.
     Both draw the same random numbers (up to float rounding in some initialisers)."""
-    fn = jax.jit(lambda k: functional(make(rngs=nnx.Rngs(k)))[1])
+    init = lambda k: functional(make(rngs=nnx.Rngs(k)))[1]  # noqa: E731
     if isinstance(key, jax.core.Tracer):  # under eval_shape / jit: nothing to compile here
-        return fn(key)
+        return init(key)
     abstract = nnx.eval_shape(lambda: make(rngs=ShapeOnlyRngs()))
     if len(jax.tree.leaves(nnx.state(abstract))) > EAGER_INIT_MIN_ARRAYS:
-        return functional(make(rngs=nnx.Rngs(key)))[1]
+        return init(key)
+    fn = jax.jit(init)
     options = INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
     return fn.lower(key).compile(compiler_options=options)(key)

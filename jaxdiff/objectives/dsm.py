@@ -1,7 +1,7 @@
 """Denoising score matching for scalar linear processes (VP, sub-VP, VE; LSGM's geometric VP).
 
 Vincent (2011); Song et al. 2021, Eq. 7. With ``x_t = alpha_t x_0 + sigma_t eps``, the DSM
-target is ``-eps / sigma_t``. Two parameterisations of the network output:
+target is ``-eps / sigma_t``. Three parameterisations of the network output:
 
 * ``eps``: the network predicts eps; ``score = -eps_theta / sigma_t`` (DDPM, score_sde's VP);
 * ``score``: the network output is the score itself (score_sde's NCSN / VE);
@@ -81,26 +81,26 @@ class DenoisingScoreMatching(eqx.Module):
             return t, (p.t_max - self.t_min) * p.g2(t) / p.kernel_var(t)
         return t, jnp.ones_like(t)
 
-    def eps_skip(self, net_fn: NetFn, xt: Array, t: Float[Array, " b"], net_key=None) -> Array:
-        """The ``eps_skip`` prediction: Gaussian-optimal ``eps_lin`` plus ``c_out F_theta``."""
+    def eps_prediction(self, net_fn: NetFn, xt: Array, t: Float[Array, " b"], net_key=None):
+        """``eps_theta(x_t, t)`` of the ``eps`` and ``eps_skip`` parameterisations (for
+        ``eps_skip``: the Gaussian-optimal ``eps_lin`` plus ``c_out F_theta``)."""
+        out = net_fn(xt, t, key=net_key).astype(jnp.float32)
+        if self.parameterisation == "eps":
+            return out
         p, mu, v = self.process, self.data_mean, self.data_var
         alpha = bcast(jnp.exp(p.log_alpha(t)), xt)
         var = bcast(p.kernel_var(t), xt)
         total = alpha**2 * v + var
         eps_lin = jnp.sqrt(var) * (xt - alpha * mu) / total
-        out = net_fn(xt, t, key=net_key).astype(jnp.float32)
         return eps_lin + alpha * jnp.sqrt(v / total) * out
 
     def residual(self, net_fn: NetFn, x0: Array, t: Array, key: jax.Array, net_key=None) -> Array:
         """``r = sigma_t (score_theta(x_t, t) + eps / sigma_t)`` at ``x_t ~ p(x_t | x_0)``."""
         kernel = self.process.marginal(x0, t)
         xt, eps = kernel.sample(key)
-        if self.parameterisation == "eps_skip":
-            return self.eps_skip(net_fn, xt, t, net_key) - eps
-        out = net_fn(xt, t, key=net_key).astype(jnp.float32)
-        if self.parameterisation == "eps":
-            return out - eps
-        return kernel.std * out + eps
+        if self.parameterisation == "score":
+            return kernel.std * net_fn(xt, t, key=net_key).astype(jnp.float32) + eps
+        return self.eps_prediction(net_fn, xt, t, net_key) - eps
 
     def loss(
         self, net_fn: NetFn, key: jax.Array, x0: Float[Array, "b ..."], net_key=None
@@ -120,11 +120,8 @@ class DenoisingScoreMatching(eqx.Module):
 
         def score(y, t):
             tb = jnp.broadcast_to(jnp.asarray(t, jnp.float32), y.shape[:1])
-            if self.parameterisation == "eps_skip":
-                return -self.eps_skip(net_fn, y, tb) / jnp.sqrt(bcast(p.kernel_var(tb), y))
-            out = net_fn(y, tb).astype(jnp.float32)
-            if self.parameterisation == "eps":
-                return -out / jnp.sqrt(bcast(p.kernel_var(tb), y))
-            return out
+            if self.parameterisation == "score":
+                return net_fn(y, tb).astype(jnp.float32)
+            return -self.eps_prediction(net_fn, y, tb) / jnp.sqrt(bcast(p.kernel_var(tb), y))
 
         return score
