@@ -39,12 +39,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.objective.reduce = "sum"  # sum | mean over dimensions
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = "mlp"
+    c.model.name = "mlp_score"
     c.model.hidden = 128
     c.model.depth = 3
     c.model.embedding = "fourier"  # fourier | sinusoidal
     c.model.embed_dim = 64
-    c.model.dropout = 0.0
     c.model.input_frequencies = 0  # Fourier features of the input (toy MLPs)
     c.model.input_scale = 4.0
 
@@ -65,6 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.training.n_jitted_steps = 1  # optimisation steps per jit call (score_sde's option)
     c.training.grad_accum = 1  # micro-batches per optimiser update
     c.training.ema_decay = 0.999
+    c.training.ema_warmup = False  # decay min(ema_decay, (1 + n) / (10 + n)) (score_sde, CLD)
+    c.training.loop = "auto"  # steps / micro-batches: unroll (CPU) | scan (GPU, TPU) | auto
     c.training.log_every = 100
     c.training.ckpt_every = 1000
     c.training.keep = 2  # keep the last N checkpoints ...
@@ -76,7 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.sampling = ml_collections.ConfigDict()
     c.sampling.sampler = "em"
     c.sampling.steps = 1000
-    c.sampling.grid = "uniform"  # uniform | quadratic
+    c.sampling.grid = "uniform"  # a time grid of jaxdiff.solvers.grids
     c.sampling.t_min = 1e-3  # score_sde's sampling eps for VP
     c.sampling.denoise = True
     c.sampling.rtol = 1e-5
@@ -90,4 +91,50 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.likelihood = True
     c.eval.likelihood_examples = 1000
     c.eval.divergence = "exact"  # exact | hutchinson_gaussian | hutchinson_rademacher
+    return c
+
+
+def drop(c: ml_collections.ConfigDict, *paths: str) -> ml_collections.ConfigDict:
+    """Removes sections or keys (``'objective'``, ``'sampling.rtol'``) that a method does not
+    read: every key left in a config is read by ``jaxdiff.build`` (tests/test_build.py)."""
+    for path in paths:
+        *parents, last = path.split(".")
+        node = c
+        for p in parents:
+            node = node[p]
+        del node[last]
+    return c
+
+
+def ddgan_config() -> ml_collections.ConfigDict:
+    """The base for DDGAN: G is ``model``, D is ``ddgan.disc``; the optimiser section is shared
+    by G (``lr``) and D (``lr_d``); sampling is the T-step chain (``num``, ``batch_size``)."""
+    c = base_config()
+    c.method = "ddgan"
+    drop(c, "process", "objective", "sampling", "eval")
+    drop(c, *(f"model.{k}" for k in list(c.model.keys()) if k != "name"))
+    c.optim.lr_d = c.optim.lr
+    c.sampling = ml_collections.ConfigDict({"num": 2000, "batch_size": 0})
+    c.eval = ml_collections.ConfigDict({"num_samples": 5000})
+    return c
+
+
+def lsgm_config() -> ml_collections.ConfigDict:
+    """The base for LSGM: networks in ``lsgm.vae`` / ``lsgm.score``, optimisers in
+    ``optim.vae`` / ``optim.prior`` (set by the experiment files), the prior's EMA decay in
+    ``training.ema_decay``; ``sampling.temp`` scales the Normal groups outside the prior."""
+    c = base_config()
+    c.method = "lsgm"
+    drop(c, "objective", "model", "optim", "sampling.snr", "sampling.n_corrector")
+    c.sampling.temp = 1.0
+    c.eval.divergence = "auto"  # exact for latents of <= 16 dimensions, else Hutchinson
+    return c
+
+
+def cld_config() -> ml_collections.ConfigDict:
+    """The base for CLD score models: the ``process`` and ``objective`` sections hold CLD's keys
+    (set by the experiment files), none of the scalar-SDE ones."""
+    c = base_config()
+    drop(c, "process.schedule", "process.beta_min", "process.beta_max", "process.end_time")
+    drop(c, "objective.parameterisation", "objective.data_mean", "objective.data_var")
     return c

@@ -29,7 +29,7 @@ from jaxdiff.data.toy import mixture_25gaussians, random_mixture
 from jaxdiff.eval.metrics import mode_stats, sliced_wasserstein, sw_noise_floor
 from jaxdiff.processes import VP, mixture_score_fn
 from jaxdiff.processes.cld import CLD
-from jaxdiff.solvers.samplers import ProbabilityFlow, ReverseSDE, sample
+from jaxdiff.solvers.samplers import AdaptiveProbabilityFlow, ProbabilityFlow, ReverseSDE, sample
 from jaxdiff.solvers.sscs import SSCS
 
 NFES = (20, 50, 100, 150, 200, 500, 1000)
@@ -87,7 +87,7 @@ def benchmark(name, mixture, n, nfes, key):
             results.append(res)
             print(f"  {row:22s} NFE {got_nfe:5d}  {res}", flush=True)
     for row, process in ADAPTIVE.items():
-        sampler = ProbabilityFlow(dfx.Tsit5(), rtol=1e-5, atol=1e-5)
+        sampler = AdaptiveProbabilityFlow(dfx.Tsit5(), rtol=1e-5, atol=1e-5)
         x, got_nfe, secs = run_one(process, sampler, mixture, n, 1, "uniform", key)
         res = {"data": name, "row": row, "nfe": got_nfe, "seconds": secs}
         res.update(metrics(x, mixture, floor, jax.random.fold_in(key, 2)))

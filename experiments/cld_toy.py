@@ -1,12 +1,12 @@
 """CLD vs VP trained on the same toy data, network and budget: sample quality against NFE.
 
-Issue 5's second benchmark. Both score models are trained on the 2-D 25-Gaussians mixture by
-the library's trainer (``jaxdiff.train.loop.train``) from ``configs/toy/vp.py`` and
-``configs/toy/cld.py``, with the network (``model``) and the budget (steps, batch, learning-rate
-schedule, EMA, clipping) overridden to the same values (``SHARED`` below; printed with the
-results). Only the process and its objective differ: VP with DSM (eps, sigma^2 weighting), CLD
-with HSM (mixed score, reweightedv2). CLD's network reads (x, v), so its input layer is twice
-as wide; its output has the data's size, as VP's does.
+Issue 5's second benchmark. Both score models are trained on the 2-D 25-Gaussians mixture by the
+library's trainer (``jaxdiff.train.loop.train`` on ``jaxdiff.build.build_run``) from
+``configs/toy/vp.py`` and ``configs/toy/cld.py``, with the network (``model``) and the budget
+(steps, batch, learning-rate schedule, EMA, clipping) overridden to the same values (``SHARED``
+below; printed with the results). Only the process and its objective differ: VP with DSM (eps,
+sigma^2 weighting), CLD with HSM (mixed score, reweightedv2). CLD's network reads (x, v), so its
+input layer is twice as wide; its output has the data's size, as VP's does.
 
 Each trained model is then sampled by every sampler that applies to it, on fixed grids at
 NFE in {20, 50, 100, 200, 500} (EM / SSCS: NFE - 1 steps; Heun: (NFE - 1) / 2 steps; the final
@@ -36,9 +36,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from configs.toy import cld as cld_config  # noqa: E402
 from configs.toy import vp as vp_config  # noqa: E402
+from jaxdiff import api  # noqa: E402
+from jaxdiff.build import build_run, build_sampling  # noqa: E402
 from jaxdiff.eval.metrics import toy_metrics  # noqa: E402
-from jaxdiff.solvers.samplers import sample  # noqa: E402
-from jaxdiff.train.loop import restore, train  # noqa: E402
+from jaxdiff.train import loop  # noqa: E402
 
 DATA = "25gaussians"
 NFES = (20, 50, 100, 200, 500)
@@ -49,7 +50,7 @@ TOLS = (1e-3, 1e-5)
 # VP's Fourier input features (without them a 128-wide MLP reached 18% high-quality VP samples
 # against 92% with them, configs/toy/vp.py). Budget: CLD's batch; both configs' lr schedule.
 SHARED = {
-    "model.name": "mlp",
+    "model.name": "mlp_score",
     "model.hidden": 256,
     "model.depth": 3,
     "model.embedding": "fourier",
@@ -93,48 +94,43 @@ def make_config(module, steps: int | None):
 
 
 def train_one(name, config, workdir):
-    """Trains (or resumes) in ``workdir/name``; returns (method, state, wall seconds)."""
+    """Trains (or resumes) in ``workdir/name``; returns (method, state, wall seconds).
+
+    The trainer itself (``loop.train``), not ``api.train``: that one also draws and writes
+    end-of-run samples, which would count in the training time. The workdir is still a jaxdiff
+    run (``config.json`` + checkpoints): ``api.restore`` and ``jaxdiff sample`` read it, and a
+    different run found there is an error rather than reused."""
     path = os.path.join(workdir, name.lower())
     t0 = time.time()
-    train(config, path, progress=False)
-    secs = time.time() - t0
-    _, method, state, _ = restore(path)
-    return method, state, secs
+    api.check_workdir(config, path)
+    run = build_run(config)
+    os.makedirs(path, exist_ok=True)
+    with open(api.config_path(path), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    state, _ = loop.train(run.method, run.data, run.train, path, progress=False)
+    return run.method, state, time.time() - t0
 
 
-def timed_sample(method, state, key, num, sampler, **opts):
-    """Samples with ``method``'s sampler options, compiled ahead of time; (x, nfe, seconds)."""
-    samp, o = method.make_sampler(sampler, **opts)
-    params = state.ema.get("score", state.params["score"])
-    shape = (num, *method.data_shape)
-
-    def run(params, key):
-        return sample(
-            method.process,
-            method.score_fn(params),
-            key,
-            shape,
-            samp,
-            steps=int(o["steps"]),
-            grid=o.get("grid", "uniform"),
-            t_min=float(o.get("t_min", 1e-3)),
-            denoise=bool(o.get("denoise", True)),
-        )
-
-    fn = jax.jit(run).lower(params, key).compile()
+def timed_sample(method, config, state, key, num, sampler, **opts):
+    """Samples with ``sampler`` and grid / solver options ``opts`` over ``config.sampling``
+    (``jaxdiff.build.build_sampling``), compiled ahead of time; (x, nfe, seconds)."""
+    spec = build_sampling(config.sampling, method.process, sampler=sampler, **opts)
+    m = method.with_sampling(spec)
+    params = m.sampling_params(state)
+    fn = jax.jit(m.sample_fn, static_argnums=2).lower(params, key, num).compile()
     t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(params, key))
-    return out.data, int(out.nfe), time.perf_counter() - t0
+    x, nfe = jax.block_until_ready(fn(params, key))
+    return x, int(nfe), time.perf_counter() - t0
 
 
-def evaluate(proc, method, state, num, nfes, key):
+def evaluate(proc, method, config, state, num, nfes, key):
     """Rows of results for one trained model (``proc`` names it in ``FIXED_ROWS``): every
     fixed-grid sampler of that process and the adaptive ODE."""
     k_sample, k_metric = jax.random.split(key)
     rows = []
 
     def record(sampler, label, target, **opts):
-        x, nfe, secs = timed_sample(method, state, k_sample, num, sampler, **opts)
+        x, nfe, secs = timed_sample(method, config, state, k_sample, num, sampler, **opts)
         m = toy_metrics(k_metric, x, DATA)
         r = {"process": proc, "sampler": sampler, "grid": label, "target": target, "nfe": nfe}
         r.update(seconds=secs, **{k: float(m[k]) for k in ("sw_ratio", "high_quality_frac")})
@@ -232,7 +228,7 @@ def main():
         method, state, train_secs[name] = train_one(name, c, workdir)
         params[name] = sum(p.size for p in jax.tree.leaves(state.params))
         print(f"  {train_secs[name]:.0f} s, {params[name]} parameters", flush=True)
-        rows += evaluate(name, method, state, args.num, nfes, jax.random.key(args.seed))
+        rows += evaluate(name, method, c, state, args.num, nfes, jax.random.key(args.seed))
 
     quality, adaptive, times = tables(rows, nfes)
     print(f"\ntotal {time.time() - t_start:.0f} s; {datetime.date.today()}\n")

@@ -24,31 +24,35 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from jaxdiff.build import build_data, build_method  # noqa: E402
+from jaxdiff.build import build_data, build_method, build_train_settings  # noqa: E402
 from jaxdiff.eval.metrics import toy_metrics  # noqa: E402
+from jaxdiff.train import loop, parallel  # noqa: E402
+from jaxdiff.train.sampling import draw  # noqa: E402
 
 
 def train(method, data, config, seconds: float | None = None, log_every: int = 1000, callback=None):
-    """Trains with a jitted scan of ``n_jitted_steps`` steps (the trainer's loop, in-process).
+    """Trains with the trainer's jitted step (``loop.make_train_fn``: ``n_jitted_steps``
+    optimiser steps per call, EMA included), in-process: no workdir, checkpoints or logs.
 
     ``callback(state, step)`` runs every ``log_every`` steps (e.g. to write a progress grid)."""
-    bs, k = config.training.batch_size, config.training.n_jitted_steps
-    state = method.init(jax.random.key(config.seed), data.batch(0, bs))
+    settings = build_train_settings(config)
+    bs, k = settings.batch_size, settings.n_jitted_steps
+    mesh = parallel.make_mesh()
+    sharding = parallel.batch_sharding(mesh)
+    state = method.init(jax.random.key(config.seed), loop._local_batch(data, 0, bs))
+    state = parallel.replicate(jax.device_get(state), mesh)
+    multi = loop.make_train_fn(method, mesh, k, settings.step)
+    key = jax.random.key(config.seed + 1)  # step s uses fold_in(key, s)
 
-    @jax.jit
-    def multi(state, xs, key):
-        def body(state, x):
-            return method.train_step(state, {"x": x}, jax.random.fold_in(key, state.step))
-
-        return jax.lax.scan(body, state, xs)
-
-    def stacked(start):
-        items = [data.batch(start + i, bs) for i in range(k)]
-        return np.stack([b["x"] if "x" in b else b["image"] for b in items])
+    def batches(start):
+        return tuple(
+            parallel.global_batch(loop._local_batch(data, start + i, bs), sharding)
+            for i in range(k)
+        )
 
     t0, step = time.time(), 0
     while step < config.training.num_steps:
-        state, metrics = multi(state, stacked(step), jax.random.key(config.seed + 1))
+        state, metrics = multi(state, batches(step), key)
         step += k
         if step % log_every == 0:
             m = {k: round(float(v[-1]), 3) for k, v in metrics.items() if "loss" in k}
@@ -61,14 +65,18 @@ def train(method, data, config, seconds: float | None = None, log_every: int = 1
     return state, time.time() - t0, step
 
 
-def timed_sample(method, state, num: int, **kw):
+def samples(method, state, num: int, seed: int = 0):
+    """``num`` samples with the sampling (EMA) parameters, and ``{'nfe', 'seconds'}``."""
+    params = method.sampling_params(state)
+    bs = getattr(method, "sample_batch", None)
+    return draw(method.sample_fn, params, jax.random.key(seed), num, bs)
+
+
+def timed_sample(method, state, num: int):
     """Samples twice (the first call compiles); returns (samples, info, seconds of the 2nd)."""
-    x, _ = method.sample(state, jax.random.key(0), num, **kw)
-    jax.block_until_ready(x)
-    t0 = time.time()
-    x, info = method.sample(state, jax.random.key(1), num, **kw)
-    jax.block_until_ready(x)
-    return x, info, time.time() - t0
+    samples(method, state, num, seed=0)
+    x, info = samples(method, state, num, seed=1)
+    return x, info, info["seconds"]
 
 
 def toy(args):
@@ -99,10 +107,10 @@ def toy(args):
         print(rows[-1], flush=True)
     if not args.no_vp:
         c = vp_cfg.get_config()
-        method, data = build_method(c), build_data(c)
+        method, data = build_method(c, sampler="em", steps=1000), build_data(c)
         print(f"VP score model: {c.training.num_steps} steps, batch {c.training.batch_size}")
         state, secs, steps = train(method, data, c)
-        x, info, st = timed_sample(method, state, args.num, sampler="em", steps=1000)
+        x, info, st = timed_sample(method, state, args.num)
         m = toy_metrics(jax.random.key(7), x, "25gaussians")
         rows.append(
             dict(
@@ -209,8 +217,8 @@ def digits(args):
     )
 
     def progress(state, step):  # the grid so far, so a long run can be watched and stopped
-        x, _ = method.sample(state, jax.random.key(0), 100)
-        save_image_grid(args.png, np.asarray(x))
+        x, _ = samples(method, state, 100)
+        save_image_grid(args.png, x)
         print(f"  wrote {args.png} at step {step}", flush=True)
 
     state, secs, steps = train(

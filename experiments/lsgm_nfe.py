@@ -24,7 +24,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
@@ -57,23 +56,29 @@ def frechet(a, b):
 
 
 def train(method, data, batch_size, steps, budget_s, n_jit=50, flat=False):
-    """``steps`` train steps (n_jit per compiled call), stopping early past ``budget_s``.
+    """``steps`` train steps (n_jit per compiled call of the trainer's ``make_train_fn``),
+    stopping early past ``budget_s``.
 
     Returns (state, steps done, compile seconds, training seconds, last metrics)."""
+    from jaxdiff.train import loop, parallel
+    from jaxdiff.train.step import StepSettings
 
-    def multi(state, xs, key):
-        def body(s, x):
-            return method.train_step(s, {"x": x}, jax.random.fold_in(key, s.step))
+    mesh = parallel.make_mesh()
+    sharding = parallel.batch_sharding(mesh)
 
-        return jax.lax.scan(body, state, xs)
+    def one(step):
+        x = loop._local_batch(data, step, batch_size)["x"]
+        return {"x": x.reshape(batch_size, -1) if flat else x}
 
     def batches(step):
-        xs = np.stack([data.batch(step + i, batch_size)["image"] for i in range(n_jit)])
-        return jnp.asarray(xs.reshape(n_jit, batch_size, -1) if flat else xs)
+        return tuple(parallel.global_batch(one(step + i), sharding) for i in range(n_jit))
 
     t0 = time.time()
-    state = method.init(jax.random.key(0), {"x": batches(0)[0]})
-    fn = jax.jit(multi).lower(state, batches(0), jax.random.key(1)).compile()
+    state = parallel.replicate(jax.device_get(method.init(jax.random.key(0), one(0))), mesh)
+    # one scanned step body as before: MLPs only, so the CPU's unrolled default (issue #13,
+    # convolutions in loop bodies) would only multiply the compile time by n_jit
+    multi = loop.make_train_fn(method, mesh, n_jit, StepSettings(loop="scan"))
+    fn = multi.lower(state, batches(0), jax.random.key(1)).compile()
     compile_s = time.time() - t0
     step, t0 = 0, time.time()
     while step < steps and time.time() - t0 < budget_s:
@@ -94,20 +99,23 @@ def vp_method(data_mean: float, data_var: float, hidden: int = 448, depth: int =
     its DSM loss stalled at 350 of 1024 and its samples were saturated noise (FD 467). With
     ``eps_skip`` the Gaussian part (data mean, variance) is exact and the MLP learns the rest,
     as LSGM's mixed score does for its latent prior, so the comparison is like for like."""
+    from jaxdiff.methods.sampling import SamplingSpec
     from jaxdiff.methods.score import ScoreMethod
     from jaxdiff.nets.mlp import MLPScoreNet
     from jaxdiff.objectives.dsm import DenoisingScoreMatching
+    from jaxdiff.objectives.parameterisation import make_parameterisation
     from jaxdiff.processes import VP
+    from jaxdiff.solvers.samplers import make_sampler
     from jaxdiff.train.state import make_optimizer
 
     def make(cin, cout, rngs):
         return MLPScoreNet(cin, hidden, depth, "fourier", 64, out_dim=cout, rngs=rngs)
 
-    obj = DenoisingScoreMatching(
-        VP(), "eps_skip", "sigma2", 1e-5, data_mean=data_mean, data_var=data_var
-    )
+    param = make_parameterisation("eps_skip", data_mean=data_mean, data_var=data_var)
+    obj = DenoisingScoreMatching(VP(), param, "sigma2", 1e-5)
     tx = make_optimizer(1e-3, warmup=100)
-    return ScoreMethod(obj, make, tx, 0.999, (32 * 32,), {"sampler": "ode_dopri5", "t_min": 1e-3})
+    sampling = SamplingSpec(make_sampler("ode_dopri5"), t_min=1e-3)
+    return ScoreMethod(obj, make, tx, 0.999, (32 * 32,), sampling)
 
 
 def sampling_program(kind, method, state, num, tol, vp_t_min):
@@ -115,30 +123,17 @@ def sampling_program(kind, method, state, num, tol, vp_t_min):
     from N(0, I) at t = 1; for LSGM to t = 1e-5 in latent space (LSGM's setting), then the
     decoder mean; for the data-space VP model to ``vp_t_min`` (score_sde samples VP to 1e-3:
     an eps-network's error is amplified by 1 / sigma(t) at smaller t)."""
-    from jaxdiff.methods import lsgm_nets as N
-    from jaxdiff.solvers.samplers import get_sampler, sample
+    from jaxdiff.methods.sampling import SamplingSpec
+    from jaxdiff.solvers.samplers import make_sampler
 
-    solver = get_sampler("ode_dopri5", rtol=tol, atol=tol)
-    if kind == "lsgm":
-        prior, vae = state.ema["prior"], state.params["vae"]
-
-        def run(key):
-            out = sample(method.process, method.score_fn(prior), key, (num, *method.top_shape),
-                         solver, t_min=1e-5, denoise=False)  # fmt: skip
-            v = method.vae(vae)
-            return N.decoder_mean(method.likelihood, v.decode(v.split_top(out.data))), out.nfe
-
-    else:
-        params = state.ema.get("score", state.params["score"])
-
-        def run(key):
-            out = sample(method.process, method.score_fn(params), key, (num, *method.data_shape),
-                         solver, t_min=vp_t_min, denoise=False)  # fmt: skip
-            return out.data, out.nfe
-
+    solver = make_sampler("ode_dopri5", rtol=tol, atol=tol)
+    # LSGM's sample_fn: the latent ODE, then the decoder mean (its only latent group is the top)
+    t_min = 1e-5 if kind == "lsgm" else vp_t_min
+    m = method.with_sampling(SamplingSpec(solver, t_min=t_min, denoise=False))
+    params = m.sampling_params(state)
     t0 = time.time()
-    fn = jax.jit(run).lower(jax.random.key(0)).compile()
-    return fn, time.time() - t0
+    fn = jax.jit(m.sample_fn, static_argnums=2).lower(params, jax.random.key(0), num).compile()
+    return (lambda key: fn(params, key)), time.time() - t0
 
 
 def main():
@@ -154,9 +149,8 @@ def main():
     args = ap.parse_args()
 
     from configs.lsgm.mnist_offline import get_config
-    from jaxdiff.build import build_data
+    from jaxdiff.build import build_data, build_method
     from jaxdiff.eval.plots import save_image_grid
-    from jaxdiff.methods.lsgm import LSGMMethod
     from jaxdiff.nets.functional import count_params
 
     t_start = time.time()
@@ -165,7 +159,7 @@ def main():
     s1, s2 = (int(s) for s in args.lsgm_steps.split(","))
     config.lsgm.stage1_steps, config.lsgm.stage2_steps = s1, s2
     data = build_data(config)
-    pixels = np.concatenate([data.batch(i, 500)["image"] for i in range(10)])
+    pixels = np.concatenate([data.batch(i, 500)["x"] for i in range(10)])
     mean, var = float(pixels.mean()), float(pixels.var())  # eps_skip's Gaussian (whole data set)
     print(f"data mean {mean:.3f}, variance {var:.3f} (per pixel, pooled)", flush=True)
     feats, real = classifier_features()
@@ -174,7 +168,7 @@ def main():
     floor = frechet(feats(real[rng.choice(len(real), args.num, replace=False)]), real_feats)
     print(f"classifier FD of {args.num} real digits: {floor:.1f}", flush=True)
     rows = []
-    models = [("lsgm", "LSGM (16-D latent)", LSGMMethod.from_config(config, data.shape), s1 + s2)]
+    models = [("lsgm", "LSGM (16-D latent)", build_method(config, data.shape), s1 + s2)]
     for h in (int(h) for h in args.vp_hidden.split(",")):
         vp = vp_method(mean, var, hidden=h)
         models.append((f"vp{h}", f"VP SDE (data, 1024-D, MLP {h})", vp, args.vp_steps))

@@ -26,7 +26,7 @@ from jaxdiff.data.toy import mixture_25gaussians, random_mixture
 from jaxdiff.eval.metrics import mode_stats, sliced_wasserstein, sw_noise_floor
 from jaxdiff.processes import VP, mixture_score_fn
 from jaxdiff.solvers.grids import uniform_grid
-from jaxdiff.solvers.samplers import get_sampler, sample
+from jaxdiff.solvers.samplers import make_sampler, sample
 
 
 def timed(fn, *args):
@@ -44,12 +44,12 @@ def rows_for(name, mix, n, nfes, tols):
     truth = mix.sample(jax.random.key(2), n)
     configs = []
     for nfe in nfes:
-        configs.append(("EM", get_sampler("em"), nfe - 1))
+        configs.append(("EM", make_sampler("em"), nfe - 1))
         if nfe >= 4:
-            configs.append(("PC", get_sampler("pc"), (nfe - 1) // 2))
-            configs.append(("ODE-Heun", get_sampler("ode_heun"), (nfe - 1) // 2))
+            configs.append(("PC", make_sampler("pc"), (nfe - 1) // 2))
+            configs.append(("ODE-Heun", make_sampler("ode_heun"), (nfe - 1) // 2))
     for tol in tols:
-        configs.append((f"ODE-Tsit5 {tol:g}", get_sampler("ode_tsit5", rtol=tol, atol=tol), 1))
+        configs.append((f"ODE-Tsit5 {tol:g}", make_sampler("ode_tsit5", rtol=tol, atol=tol), 1))
     rows = []
     for label, sampler, steps in configs:
         fn = jax.jit(

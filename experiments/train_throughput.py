@@ -24,7 +24,7 @@ def worker(n_jitted: int, steps: int) -> dict:
 
     sys.path.insert(0, ROOT)
     from configs.toy.vp import get_config
-    from jaxdiff.build import build_data, build_method
+    from jaxdiff.build import build_data, build_method, build_train_settings
     from jaxdiff.train import loop, parallel
 
     config = get_config()
@@ -32,16 +32,20 @@ def worker(n_jitted: int, steps: int) -> dict:
     method, data = build_method(config), build_data(config)
     mesh = parallel.make_mesh()
     bs = config.training.batch_size
-    first = {"x": loop._local_batches(data, 0, 1, bs)["x"][0]}
+    first = loop._local_batch(data, 0, bs)
     state = parallel.replicate(jax.device_get(method.init(jax.random.key(0), first)), mesh)
-    fn = loop.make_train_fn(method, mesh, n_jitted)
-    sharding = parallel.stacked_batch_sharding(mesh)
+    fn = loop.make_train_fn(method, mesh, n_jitted, build_train_settings(config).step)
+    sharding = parallel.batch_sharding(mesh)
     key = jax.random.key(1)
 
     def run(state, start, n_calls):
         for c in range(n_calls):
-            local = loop._local_batches(data, start + c * n_jitted, n_jitted, bs)
-            state, metrics = fn(state, parallel.global_batch(local, sharding), key)
+            s0 = start + c * n_jitted
+            batches = tuple(
+                parallel.global_batch(loop._local_batch(data, s0 + i, bs), sharding)
+                for i in range(n_jitted)
+            )
+            state, metrics = fn(state, batches, key)
         jax.block_until_ready(metrics)
         return state
 

@@ -1,28 +1,65 @@
 """Objects from configs: the one place where config names become Python objects.
 
-Each ``build_*`` reads a config section (``ml_collections.ConfigDict``) and returns typed
-library objects; library code never sees a ConfigDict. Names map to constructors through
-explicit dicts here, not through registries filled by import side effects.
+Each ``build_*`` reads a config section (``ml_collections.ConfigDict``) and returns typed library
+objects; nothing else in jaxdiff reads a ConfigDict. Names map to constructors through explicit
+dicts here and in the module zoo (``jaxdiff.nets.zoo.CONSTRUCTORS``, the one network table), not
+through registries filled by import side effects. ``build_run(config)`` is the whole path from a
+config to what the trainer needs; ``tests/test_build.py`` checks on every file in ``configs/``
+that each key of the config is read here.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
+from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import optax
 
-from jaxdiff.methods.base import Method
+from jaxdiff.methods.ddgan import DDGANMethod
+from jaxdiff.methods.lsgm import LSGMMethod, LSGMSettings
+from jaxdiff.methods.sampling import SamplingSpec
+from jaxdiff.methods.score import ScoreMethod
+from jaxdiff.nets import zoo
+from jaxdiff.objectives import decoders
 from jaxdiff.processes import VE, VP, CosineSchedule, GeometricSchedule, LinearSchedule, SubVP
+from jaxdiff.processes.base import Process
+from jaxdiff.processes.cld import CLD
+from jaxdiff.processes.discrete import DiscreteChain
+from jaxdiff.solvers.samplers import SAMPLERS, check_sampler, make_sampler, sampler_options
+from jaxdiff.train.loop import TrainSettings
+from jaxdiff.train.protocol import Method
+from jaxdiff.train.state import adam_l2, cosine_schedule, make_optimizer
+from jaxdiff.train.step import StepSettings
+
+#: config sections that define the model: a workdir's run cannot continue under other values
+IDENTITY_SECTIONS = ("method", "process", "objective", "model", "data", "ddgan", "lsgm")
 
 
-def _choose(kind: str, name: str, table: dict[str, Any]):
+class ConfigError(ValueError):
+    """A config (or command-line option) names something that does not exist or does not fit."""
+
+
+def choose(kind: str, name: str, table: dict[str, Any]) -> Any:
     if name not in table:
-        raise ValueError(f"unknown {kind} {name!r}; known: {sorted(table)}")
+        raise ConfigError(f"unknown {kind} {name!r}; known: {sorted(table)}")
     return table[name]
 
 
-def build_schedule(cfg):
+def _plain(v: Any) -> Any:
+    """ConfigDict turns tuples into lists; constructors want tuples."""
+    return tuple(v) if isinstance(v, list | tuple) else v
+
+
+# ----------------------------------------------------------------------------------------------
+# Processes and objectives
+
+
+def build_schedule(cfg) -> Any:
     table = {
         "linear": lambda: LinearSchedule(cfg.beta_min, cfg.beta_max),
         "cosine": lambda: CosineSchedule(cfg.get("cosine_s", 0.008)),
@@ -30,153 +67,315 @@ def build_schedule(cfg):
             cfg.get("sigma2_min", 3e-5), cfg.get("sigma2_max", 0.999)
         ),
     }
-    return _choose("schedule", cfg.schedule, table)()
+    return choose("schedule", cfg.schedule, table)()
 
 
-def _build_cld(cfg):
-    from jaxdiff.processes.cld import CLD
-
-    return CLD.from_config(cfg)
-
-
-def build_process(cfg):
+def build_process(cfg) -> Process:
     """A process from the ``process`` config section."""
     table = {
         "vp": lambda: VP(build_schedule(cfg), cfg.get("end_time", 1.0)),
         "subvp": lambda: SubVP(build_schedule(cfg), cfg.get("end_time", 1.0)),
         "ve": lambda: VE(cfg.get("sigma_min", 0.01), cfg.get("sigma_max", 50.0)),
-        "cld": lambda: _build_cld(cfg),
-    }
-    return _choose("process", cfg.name, table)()
-
-
-def _build_hsm(cfg, process):
-    from jaxdiff.objectives.cld import HybridScoreMatching
-
-    return HybridScoreMatching.from_config(cfg, process)
-
-
-def build_objective(cfg, process):
-    """A score-model objective from the ``objective`` section, for ``process``."""
-    from jaxdiff.objectives.dsm import DenoisingScoreMatching
-
-    table = {
-        "dsm": lambda: DenoisingScoreMatching(
-            process,
-            cfg.parameterisation,
-            cfg.weighting,
-            cfg.t_min,
-            cfg.reduce,
-            cfg.get("data_mean", 0.0),
-            cfg.get("data_var", 1.0),
+        "cld": lambda: CLD(
+            m_inv=float(cfg.get("m_inv", 4.0)),
+            gamma=float(cfg.get("gamma", 0.04)),
+            beta0=float(cfg.get("beta0", 4.0)),
+            beta1=float(cfg.get("beta1", 0.0)),
+            numerical_eps=float(cfg.get("numerical_eps", 0.0)),
         ),
-        "hsm": lambda: _build_hsm(cfg, process),
     }
-    return _choose("objective", cfg.name, table)()
+    return choose("process", cfg.name, table)()
 
 
-def compute_dtype(config) -> Any:
-    return _choose(
-        "precision",
-        config.training.precision,
-        {"float32": jnp.float32, "bfloat16": jnp.bfloat16},
+def build_objective(cfg, process: Process) -> Any:
+    """A score-model objective from the ``objective`` section, for ``process``."""
+    from jaxdiff.objectives.cld import HybridScoreMatching
+    from jaxdiff.objectives.dsm import DenoisingScoreMatching
+    from jaxdiff.objectives.parameterisation import CLDMixed, make_parameterisation
+
+    def dsm():
+        kw = dict(
+            data_mean=float(cfg.get("data_mean", 0.0)), data_var=float(cfg.get("data_var", 1.0))
+        )
+        if cfg.parameterisation != "eps_skip":
+            if kw != {"data_mean": 0.0, "data_var": 1.0}:
+                raise ConfigError(
+                    "objective.data_mean / data_var apply to parameterisation 'eps_skip' only"
+                )
+            kw = {}
+        param = make_parameterisation(cfg.parameterisation, **kw)
+        return DenoisingScoreMatching(process, param, cfg.weighting, cfg.t_min, cfg.reduce)
+
+    def hsm():
+        return HybridScoreMatching(
+            process,
+            objective=cfg.cld_objective,
+            weighting=cfg.weighting,
+            parameterisation=CLDMixed(bool(cfg.mixed_score)),
+            t_min=float(cfg.t_min),
+            reduce=cfg.reduce,
+        )
+
+    return choose("objective", cfg.name, {"dsm": dsm, "hsm": hsm})()
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimisers
+
+
+def build_optimizer(cfg, total_steps: int, lr: float | None = None) -> optax.GradientTransformation:
+    """Adam(W) from an ``optim`` section (lr, b1, b2, eps, weight_decay, grad_clip, warmup,
+    schedule, min_lr); ``lr`` replaces ``cfg.lr`` (DDGAN's D)."""
+    return make_optimizer(
+        cfg.lr if lr is None else lr,
+        b1=cfg.b1,
+        b2=cfg.b2,
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        grad_clip=cfg.grad_clip or None,
+        warmup=cfg.warmup,
+        schedule=cfg.schedule,
+        total_steps=total_steps,
+        min_lr=cfg.min_lr,
     )
 
 
-def build_net_factory(model_cfg, data_shape: tuple[int, ...], dtype=jnp.float32):
-    """``make_net(in_channels, out_channels, rngs) -> nnx.Module`` from the ``model`` section."""
-    if model_cfg.name == "mlp":
-        from jaxdiff.nets.mlp import MLPScoreNet
-
-        dim = int(math.prod(data_shape))
-
-        def make_mlp(cin, cout, rngs):
-            return MLPScoreNet(
-                dim,
-                hidden=model_cfg.hidden,
-                depth=model_cfg.depth,
-                embedding=model_cfg.embedding,
-                embed_dim=model_cfg.embed_dim,
-                in_dim=dim * cin // data_shape[-1],
-                out_dim=dim * cout // data_shape[-1],
-                input_frequencies=model_cfg.get("input_frequencies", 0),
-                input_scale=model_cfg.get("input_scale", 4.0),
-                dtype=dtype,
-                rngs=rngs,
-            )
-
-        return make_mlp
-    return _zoo_factory(model_cfg, data_shape, dtype)
+# ----------------------------------------------------------------------------------------------
+# Networks: one table (the zoo's), the data-given arguments added here
 
 
-def _zoo_factory(model_cfg, data_shape: tuple[int, ...], dtype):
-    """Image score networks from the module zoo (``jaxdiff.nets.zoo.CONSTRUCTORS``).
+def compute_dtype(config) -> Any:
+    table = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+    return choose("training.precision", config.training.precision, table)
 
-    The config's ``model`` section may carry keys the constructor does not take (the base
-    config's MLP keys, or official options recorded for reference such as ``normalization``);
-    only the constructor's own keyword arguments are passed. Channels, resolution and dtype
-    come from the data and the objective.
+
+def net_factory(cfg, exclude: tuple[str, ...] = (), **given: Any) -> Callable[..., Any]:
+    """``make(rngs) -> nnx.Module`` for the network named by ``cfg.name``.
+
+    ``given`` holds the arguments fixed by the data and the method (shapes, channels, dtype,
+    nz): those the constructor takes are passed, the rest dropped. Every other key of ``cfg``
+    but ``exclude`` (read by the caller) must be one of the constructor's arguments.
     """
-    import inspect
-
-    from jaxdiff.nets import zoo
-
-    name = model_cfg.name
-    ctor = _choose("network", name, zoo.CONSTRUCTORS)
-    # The constructor's own keywords (NNX's metaclass hides them from signature(ctor) itself).
+    ctor = choose("network", cfg.name, zoo.CONSTRUCTORS)
     accepted = set(inspect.signature(ctor.__init__).parameters) - {"self", "rngs"}
-    kwargs = {
-        k: tuple(v) if isinstance(v, list | tuple) else v
-        for k, v in model_cfg.to_dict().items()
-        if k in accepted and k not in ("name", "in_ch", "out_ch")
-    }
-    if "image_size" in accepted and len(data_shape) == 3:
-        kwargs["image_size"] = data_shape[0]
-    if "dtype" in accepted:
-        kwargs["dtype"] = dtype
+    keys = [k for k in cfg.keys() if k != "name" and k not in exclude]
+    unknown = sorted(k for k in keys if k not in accepted)
+    if unknown:
+        raise ConfigError(
+            f"network {cfg.name!r} has no option(s) {unknown}; its options: {sorted(accepted)}"
+        )
+    kwargs = {k: _plain(cfg[k]) for k in keys}
+    if isinstance(kwargs.get("dtype"), str):
+        kwargs["dtype"] = choose("dtype", kwargs["dtype"], zoo.DTYPES)
+    kwargs.update({k: v for k, v in given.items() if k in accepted})
 
-    def make(cin, cout, rngs):
-        return ctor(**kwargs, in_ch=cin, out_ch=cout, rngs=rngs)
+    def make(rngs):
+        return ctor(**kwargs, rngs=rngs)
 
     return make
 
 
-def build_score_method(config) -> Method:
-    from jaxdiff.methods.score import ScoreMethod
-    from jaxdiff.train.state import optimizer_from_config
+def _shape_args(shape: tuple[int, ...]) -> dict[str, Any]:
+    """Arguments that networks of either family take from one example's shape."""
+    out: dict[str, Any] = {"dim": int(math.prod(shape))}
+    if len(shape) == 3:
+        out.update(image_size=shape[0], in_ch=shape[-1], channels=shape[-1], image_shape=shape)
+    elif len(shape) > 1:
+        out["image_shape"] = shape
+    return out
 
-    process = build_process(config.process)
-    objective = build_objective(config.objective, process)
-    shape = example_shape(config)
-    tx = optimizer_from_config(config.optim, config.training.num_steps, config.training.grad_accum)
-    return ScoreMethod(
-        objective,
-        build_net_factory(config.model, shape, compute_dtype(config)),
-        tx,
-        config.training.ema_decay,
-        shape,
-        sampling=dict(config.sampling),
-        dropout=config.model.get("dropout", 0.0) > 0,
-        likelihood={"divergence": config.eval.divergence},
+
+# ----------------------------------------------------------------------------------------------
+# Sampling
+
+
+def build_sampling(cfg, process: Process, **overrides: Any) -> SamplingSpec:
+    """The sampler and grid from ``config.sampling`` and the command line's ``overrides``
+    (``sampler``, ``steps``, ``grid``, ``t_min``, ``denoise`` and sampler options; None = unset).
+
+    Sampler options in the config that belong to another sampler are defaults for when that one
+    is chosen; a command-line option the chosen sampler does not have is an error.
+    """
+    over = {k: v for k, v in overrides.items() if v is not None}
+    name = over.pop("sampler", None) or cfg.sampler
+    if name not in SAMPLERS:
+        raise ConfigError(f"unknown solver {name!r}; known: {sorted(SAMPLERS)}")
+    grid = {k: over.pop(k, cfg[k]) for k in ("steps", "grid", "t_min", "denoise")}
+    own = sampler_options(name)
+    all_options = {k for n in SAMPLERS for k in sampler_options(n)}
+    from_cfg = {}
+    for k in cfg.keys():
+        if k in ("sampler", "steps", "grid", "t_min", "denoise", "num", "batch_size", "temp"):
+            continue
+        if k not in all_options:
+            raise ConfigError(
+                f"sampling.{k} is not an option of any sampler; options: {sorted(all_options)}"
+            )
+        value = cfg[k]  # a default for whichever sampler has the option
+        if k in own:
+            from_cfg[k] = value
+    bad = sorted(set(over) - set(own))
+    if bad:
+        raise ConfigError(f"solver {name!r} has no option(s) {bad}; its options: {sorted(own)}")
+    sampler = make_sampler(name, **{**from_cfg, **over})
+    check_sampler(sampler, process)
+    return SamplingSpec(
+        sampler, int(grid["steps"]), str(grid["grid"]), float(grid["t_min"]), bool(grid["denoise"])
     )
 
 
-def _build_ddgan(config) -> Method:
-    from jaxdiff.methods.ddgan import DDGANMethod
-
-    return DDGANMethod.from_config(config)
+# ----------------------------------------------------------------------------------------------
+# Methods
 
 
-def _build_lsgm(config) -> Method:
-    from jaxdiff.methods.lsgm import LSGMMethod
+def _score(config, shape: tuple[int, ...], sampling: dict[str, Any]) -> ScoreMethod:
+    process = build_process(config.process)
+    objective = build_objective(config.objective, process)
+    dtype = compute_dtype(config)
+    model = config.model
+    channels = shape[-1]
 
-    return LSGMMethod.from_config(config)
+    def make_net(cin, cout, rngs):
+        given = _shape_args(shape)
+        given.update(in_ch=cin, out_ch=cout, dtype=dtype)
+        given.update(in_dim=given["dim"] * cin // channels, out_dim=given["dim"] * cout // channels)
+        return net_factory(model, **given)(rngs)
+
+    net_factory(model)  # unknown names and options fail here, not at the first init
+    return ScoreMethod(
+        objective,
+        make_net,
+        build_optimizer(config.optim, config.training.num_steps),
+        config.training.ema_decay,
+        shape,
+        build_sampling(config.sampling, process, **sampling),
+        dropout=float(model.get("dropout", 0.0)) > 0,
+        likelihood={"divergence": config.eval.divergence} if config.eval.likelihood else None,
+        eval_samples=config.eval.num_samples,
+        eval_examples=config.eval.likelihood_examples,
+        sample_batch=config.sampling.get("batch_size", 0) or None,
+    )
 
 
-def build_method(config) -> Method:
-    """The trainer hooks of ``config.method``."""
-    table = {"score": build_score_method, "ddgan": _build_ddgan, "lsgm": _build_lsgm}
-    return _choose("method", config.method, table)(config)
+def _ddgan(config, shape: tuple[int, ...], sampling: dict[str, Any]) -> DDGANMethod:
+    given = {k: v for k, v in sampling.items() if v is not None}
+    if given:
+        raise ConfigError(
+            f"DDGAN samples with its own T-step chain (NFE = ddgan.num_timesteps); the "
+            f"sampling option(s) {sorted(given)} do not apply"
+        )
+    dd, opt = config.ddgan, config.optim
+    dtype = compute_dtype(config)
+    chain = DiscreteChain.vp(
+        dd.num_timesteps, dd.get("beta_min", 0.1), dd.get("beta_max", 20.0), dd.get("eps", 1e-3)
+    )
+    scale = float(dd.get("data_scale", 1.0))
+    g_given = {**_shape_args(shape), "nz": dd.nz, "dtype": dtype}
+    if config.model.get("skip_data_var", None):  # toy G's linear skip, in chain units
+        var = config.model.skip_data_var * scale**2
+        g_given["skip_coefs"] = tuple(float(c) for c in chain.linear_x0_coefs(var))
+    steps = config.training.num_steps
+    return DDGANMethod(
+        chain,
+        net_factory(config.model, exclude=("skip_data_var",), **g_given),
+        net_factory(dd.disc, **_shape_args(shape), dtype=dtype),
+        build_optimizer(opt, steps),
+        build_optimizer(opt, steps, lr=opt.lr_d),
+        config.training.ema_decay,
+        shape,
+        dd.nz,
+        dd.r1_gamma,
+        dd.get("lazy_reg", 0) or None,
+        sample_batch=config.sampling.get("batch_size", 0) or None,
+        eval_samples=config.eval.num_samples,
+        data_scale=scale,
+    )
+
+
+def _lsgm_optimizers(config, s1: int, s2: int):
+    """LSGM's two optimisers: the VAE's lr follows stage 1 then stage 2; the prior's starts at
+    stage 2 with a linear warm-up."""
+    v, p = config.optim.vae, config.optim.prior
+    s2_len = max(s2 - s1, 1)
+    vae_lr = optax.join_schedules(
+        [
+            cosine_schedule(v.lr_stage1, v.min_lr_stage1, max(s1, 1), v.warmup_stage1),
+            cosine_schedule(v.lr, v.min_lr, s2_len, v.get("warmup", 0)),
+        ],
+        [s1],
+    )
+    prior_lr = optax.join_schedules(
+        [
+            optax.linear_schedule(p.lr / max(p.warmup, 1), p.lr, max(p.warmup, 1)),
+            optax.constant_schedule(p.lr),
+        ],
+        [max(p.warmup, 1)],
+    )
+    return (
+        adam_l2(vae_lr, v.eps, v.weight_decay, v.get("grad_clip", 0.0)),
+        adam_l2(prior_lr, p.eps, p.weight_decay, p.get("grad_clip", 0.0)),
+    )
+
+
+def _lsgm(config, shape: tuple[int, ...], sampling: dict[str, Any]) -> LSGMMethod:
+    from jaxdiff.objectives.lsgm import LSGMObjective
+
+    c = config.lsgm
+    fields = {f.name for f in dataclasses.fields(LSGMSettings)}
+    settings = LSGMSettings(**{k: c[k] for k in fields if k in c})
+    process = build_process(config.process)
+    objective = LSGMObjective(process, c.q_sampling, c.p_weighting, c.p_sampling, float(c.t_min))
+    dtype = compute_dtype(config)
+    out_ch = decoders.out_channels(settings.likelihood, shape[-1])
+    vae_given = {**_shape_args(shape), "shape": shape, "out_ch": out_ch, "dtype": dtype}
+    make_vae = net_factory(c.vae, **vae_given)
+    method_probe = _latent_shape(make_vae, shape)
+    score_given = {**_shape_args(method_probe), "out_ch": method_probe[-1], "dtype": dtype}
+    score_given.update(dim=method_probe[-1], centered=True)
+    s1 = int(c.stage1_steps)
+    tx_vae, tx_prior = _lsgm_optimizers(config, s1, s1 + int(c.stage2_steps))
+    return LSGMMethod(
+        settings,
+        process,
+        objective,
+        make_vae,
+        net_factory(c.score, **score_given),
+        tx_vae,
+        tx_prior,
+        config.training.ema_decay,
+        shape,
+        build_sampling(config.sampling, process, **sampling),
+        temp=float(config.sampling.get("temp", 1.0)),
+        dropout=float(c.score.get("dropout", 0.0)) > 0,
+        eval_samples=config.eval.num_samples,
+        eval_examples=config.eval.likelihood_examples,
+        sample_batch=config.sampling.get("batch_size", 0) or None,
+        eval_likelihood=bool(config.eval.likelihood),
+        divergence=None if config.eval.divergence == "auto" else config.eval.divergence,
+    )
+
+
+def _latent_shape(make_vae, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The top latent's shape (one example) of the VAE, traced without computing anything."""
+    from flax import nnx
+
+    def top():
+        m = make_vae(nnx.Rngs(0))
+        return m.top_latent(m.encode(jnp.zeros((1, *shape)), jax.random.key(0))["z"])
+
+    return tuple(jax.eval_shape(top).shape[1:])
+
+
+METHODS: dict[str, Callable[..., Method]] = {"score": _score, "ddgan": _ddgan, "lsgm": _lsgm}
+
+
+def build_method(config, data_shape: tuple[int, ...] | None = None, **sampling: Any) -> Method:
+    """The trainer hooks of ``config.method`` for data of one-example shape ``data_shape``
+    (default: read from the configured data). ``sampling`` overrides ``config.sampling``
+    (``sampler``, ``steps``, ``grid``, ``t_min``, ``denoise``, sampler options)."""
+    build = choose("method", config.method, METHODS)
+    shape = tuple(data_shape) if data_shape is not None else tuple(build_data(config).shape)
+    return build(config, shape, sampling)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,39 +388,93 @@ _TFDS_DATASETS = ("cifar10", "mnist", "celeba_hq_256", "lsun_church")
 def build_data(config, seed: int | None = None):
     """The training data object (``batch(step, batch_size, process_index=, process_count=)``).
 
-    Toy sets are infinite seeded streams; image sets are shuffled per epoch from the seed. Both
-    give batches as pure functions of (seed, step), which is what makes resumption exact.
+    ``data.kind``: ``toy`` (a built-in 2-D set or ``mixtureD``), ``points`` (the user's
+    ``(N, d)`` float array in the ``.npz`` at ``data.data_dir``) or ``image``. Batches are pure
+    functions of (seed, step), which is what makes resumption exact.
     """
     from jaxdiff.data.images import build_image_data
-    from jaxdiff.data.toy import ToyData, random_mixture
+    from jaxdiff.data.toy import PointData, ToyData, random_mixture
 
     d = config.data
     seed = config.seed if seed is None else seed
+    data_dir = d.get("data_dir", "")
+    if data_dir and d.kind == "image" and d.name not in _PATH_DATASETS + _TFDS_DATASETS:
+        raise ConfigError(f"data.data_dir is not read for the built-in data set {d.name!r}")
+    if d.kind in ("toy", "points"):
+        for key, default in (("image_size", 0), ("flip", False)):
+            if d.get(key, default) != default:
+                raise ConfigError(f"data.{key} applies to images, not data.kind={d.kind!r}")
     if d.kind == "toy":
+        if d.get("data_dir", ""):
+            raise ConfigError("data.data_dir is not read for toy data; use data.kind='points'")
         if d.name.startswith("mixture") and d.name[len("mixture") :].isdigit():
             dim = int(d.name[len("mixture") :])
-            import jax
-
             return ToyData(random_mixture(jax.random.key(d.get("mixture_seed", 0)), dim=dim), seed)
         return ToyData(d.name, seed)
+    if d.kind == "points":
+        if not d.data_dir:
+            raise ConfigError("data.kind='points' needs data.data_dir (the .npz file's path)")
+        return PointData(d.data_dir, seed)
     if d.kind != "image":
-        raise ValueError(f"unknown data.kind {d.kind!r}; use 'toy' or 'image'")
+        raise ConfigError(f"unknown data.kind {d.kind!r}; use 'toy', 'points' or 'image'")
     kwargs: dict[str, Any] = {"seed": seed, "flip": d.flip}
-    if d.get("image_size", 0):
+    if d.image_size:
         kwargs["resolution"] = d.image_size
     if d.get("binarize", False):
         kwargs["binarize"] = True
     if d.get("pad", 0):
         kwargs["pad"] = d.pad
+    if d.get("split", ""):
+        kwargs["split"] = d.split  # tfds split syntax, e.g. 'train[:27000]'
     if d.name in _PATH_DATASETS:
         if not d.data_dir:
-            raise ValueError(f"data.name={d.name!r} needs data.data_dir (the file or folder path)")
+            raise ConfigError(f"data.name={d.name!r} needs data.data_dir (the file or folder path)")
         kwargs["path"] = d.data_dir
     elif d.name in _TFDS_DATASETS and d.data_dir:
         kwargs["data_dir"] = d.data_dir
     return build_image_data(d.name, **kwargs)
 
 
-def example_shape(config) -> tuple[int, ...]:
-    """Shape of one example of the configured data (reads one example for image sets)."""
-    return tuple(build_data(config).shape)
+# ----------------------------------------------------------------------------------------------
+# The whole run
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """Everything a training run needs, built from one config."""
+
+    method: Method
+    data: Any
+    train: TrainSettings
+    num_samples: int
+    eval_at_end: bool
+
+
+def build_train_settings(config) -> TrainSettings:
+    t = config.training
+    return TrainSettings(
+        batch_size=t.batch_size,
+        num_steps=t.num_steps,
+        n_jitted_steps=t.n_jitted_steps,
+        log_every=t.log_every,
+        ckpt_every=t.ckpt_every,
+        keep=t.keep,
+        keep_every=t.keep_every,
+        snapshot_every=t.snapshot_every,
+        seed=config.seed,
+        step=StepSettings(t.grad_accum, bool(t.ema_warmup), t.loop),
+    )
+
+
+def build_run(config, data_shape: tuple[int, ...] | None = None, **sampling: Any) -> Run:
+    """Method, data and trainer settings of ``config`` (every key of it is read here)."""
+    data = build_data(config)
+    shape = tuple(data_shape) if data_shape is not None else tuple(data.shape)
+    method = build_method(config, shape, **sampling)
+    return Run(
+        method,
+        data,
+        build_train_settings(config),
+        int(config.sampling.num),
+        bool(config.training.eval_at_end),
+    )

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 COMMANDS = ("train", "sample", "eval")
@@ -36,12 +36,13 @@ flags.DEFINE_integer("num", None, "number of samples; default: config.sampling.n
 flags.DEFINE_integer("seed", 0, "sampling / evaluation seed")
 flags.DEFINE_string("out", None, "output .npz path for `sample` (a .png is written beside it)")
 flags.DEFINE_float("rtol", None, "adaptive ODE tolerance (rtol = atol) for `sample`")
-flags.DEFINE_string("grid", None, "time grid: uniform or quadratic")
+flags.DEFINE_string("grid", None, "time grid (uniform, quadratic, ...); default: the config's")
 flags.DEFINE_integer("stop_after", None, "train: stop after this many more steps")
 flags.DEFINE_string("coordinator", None, "multi-host: coordinator host:port")
 flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")
 flags.DEFINE_integer("process_id", None, "multi-host: index of this process")
 flags.DEFINE_bool("progress", True, "show a progress bar")
+flags.DEFINE_bool("debug", False, "show the traceback of an error")
 
 FLAGS = flags.FLAGS
 
@@ -50,68 +51,72 @@ def _main(command: str) -> None:
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it touches at INFO
+    from jaxdiff import api
     from jaxdiff.train import loop, parallel
 
     parallel.maybe_initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
     if not FLAGS.workdir:
-        raise app.UsageError("--workdir is required")
+        raise UsageError("--workdir is required")
     workdir = FLAGS.workdir
     if command == "train":
         config = _CONFIG.value
         if config is None:
-            raise app.UsageError("train needs --config CONFIG_FILE")
+            raise UsageError("train needs --config CONFIG_FILE")
         t0 = time.time()
-        state, summary = loop.train(
+        _, summary = api.train(
             config, workdir, progress=FLAGS.progress, stop_after=FLAGS.stop_after
         )
         print(f"trained to step {summary['step']} in {time.time() - t0:.1f} s; workdir {workdir}")
-        if summary["step"] >= config.training.num_steps:
-            _, method, state, data = loop.restore(workdir)
-            info = loop.write_samples(method, state, config, workdir, tag="samples")
-            _print_sample_info(info)
-            if config.training.eval_at_end:
-                _write_eval(loop.evaluate(method, state, config, data), workdir)
+        if "samples" in summary:
+            _print_sample_info(summary["samples"])
+        if "eval" in summary:
+            print(json.dumps(summary["eval"], indent=2, sort_keys=True))
         return
     if _CONFIG.value is not None:
-        raise app.UsageError(f"{command} reads the config stored in --workdir; drop --config")
-    config, method, state, data = loop.restore(workdir)
+        raise UsageError(f"{command} reads the config stored in --workdir; drop --config")
     if command == "sample":
-        overrides = {"steps": FLAGS.steps, "grid": FLAGS.grid}
+        sampling = {"sampler": FLAGS.solver, "steps": FLAGS.steps, "grid": FLAGS.grid}
         if FLAGS.rtol is not None:
-            overrides.update(rtol=FLAGS.rtol, atol=FLAGS.rtol)
-        tag = f"samples_{FLAGS.solver or config.sampling.get('sampler', 'default')}"
+            sampling.update(rtol=FLAGS.rtol, atol=FLAGS.rtol)
+        run = api.restore(workdir, **sampling)
+        tag = f"samples_{FLAGS.solver or run.config.sampling.get('sampler', 'default')}"
         info = loop.write_samples(
-            method,
-            state,
-            config,
+            run.method,
+            run.state,
             workdir,
+            FLAGS.num or run.config.sampling.num,
             tag=tag,
-            num=FLAGS.num,
             seed=FLAGS.seed,
             out=FLAGS.out,
-            sampler=FLAGS.solver,
-            **overrides,
+            batch_size=getattr(run.method, "sample_batch", None),
         )
         _print_sample_info(info)
     else:
-        _write_eval(loop.evaluate(method, state, config, data, seed=FLAGS.seed), workdir)
+        print(json.dumps(api.evaluate(api.restore(workdir), workdir, FLAGS.seed), indent=2))
+
+
+class UsageError(ValueError):
+    """A wrong or missing command-line flag."""
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from jaxdiff.data.images import MissingDatasetError
     from jaxdiff.train.checkpoint import CheckpointError
-    from jaxdiff.train.loop import NaNLossError, WorkdirError
+    from jaxdiff.train.loop import NaNLossError
 
-    return (MissingDatasetError, CheckpointError, NaNLossError, WorkdirError, ValueError)
+    return (MissingDatasetError, CheckpointError, NaNLossError, ValueError, KeyError)
 
 
-def _guarded(command: str) -> None:
-    """Runs a command; a known user error becomes one clear line and exit status 1."""
-    try:
-        _main(command)
-    except _known_errors() as e:
-        print(f"jaxdiff {command}: error: {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(1)
+def _fail(command: str, e: BaseException) -> None:
+    """One line on stderr naming the problem, exit status 2 (``--debug``: the traceback too)."""
+    if FLAGS.is_parsed() and FLAGS.debug:
+        import traceback
+
+        traceback.print_exception(e)
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    msg = " ".join(msg.split())  # one line
+    print(f"jaxdiff {command}: error: {type(e).__name__}: {msg}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _print_sample_info(info: dict) -> None:
@@ -119,13 +124,6 @@ def _print_sample_info(info: dict) -> None:
         f"{info['num']} samples, NFE {info.get('nfe')}, {info['seconds']:.2f} s "
         f"(compile included) -> {info.get('npz')}, {info.get('png')}"
     )
-
-
-def _write_eval(metrics: dict, workdir: str) -> None:
-    text = json.dumps(metrics, indent=2, sort_keys=True)
-    print(text)
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
-        f.write(text + "\n")
 
 
 def _config_root(argv: list[str]) -> None:
@@ -155,7 +153,21 @@ def run() -> None:
         print(f"usage: jaxdiff {{{'|'.join(COMMANDS)}}} [flags]   (--helpfull for all flags)")
         sys.exit(2)
     command = argv[1]
-    app.run(lambda _: _guarded(command), argv=[argv[0]] + argv[2:])
+    try:
+        FLAGS([argv[0]] + argv[2:])  # parses the flags and loads the config with its overrides
+    except (AttributeError, KeyError) as e:  # an override of a key the config does not have
+        msg = str(e.args[0] if e.args else e).replace("\\n", " ")
+        msg = msg.replace("\\", "").replace("'", "")
+        _fail(command, UsageError(f"unknown config key in an override: {msg}"))
+    except Exception as e:  # a wrong flag, value type or config file
+        cause = e
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            cause = cause.__cause__ or cause.__context__
+        _fail(command, e if isinstance(e, flags.Error) and cause is e else cause)
+    try:
+        _main(command)
+    except _known_errors() as e:
+        _fail(command, e)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,16 @@ import pytest
 from jaxdiff.data.toy import GaussianMixture
 from jaxdiff.eval.metrics import sliced_wasserstein, sw_noise_floor
 from jaxdiff.objectives.cld import HybridScoreMatching, augmented_nll, velocity_entropy
+from jaxdiff.objectives.parameterisation import CLDMixed
 from jaxdiff.processes.cld import CLD
 from jaxdiff.processes.mixture import mixture_score_fn
-from jaxdiff.solvers.samplers import ProbabilityFlow, ReverseSDE, get_sampler, sample
+from jaxdiff.solvers.samplers import (
+    AdaptiveProbabilityFlow,
+    ProbabilityFlow,
+    ReverseSDE,
+    make_sampler,
+    sample,
+)
 from jaxdiff.solvers.sscs import SSCS
 
 # (t, Sigma_xx, Sigma_xv, Sigma_vv, ell_t): mpmath, 50 digits, Eq. (54)-(56), t = float32(t).
@@ -254,6 +261,99 @@ def test_sscs_linear_step_is_exact_reverse_linear_flow():
     assert float(up[0].mean()) < 0
 
 
+def reverse_linear_flow64(process: CLD, t_from: float, t_to: float):
+    """(Phi, Q) of the reverse-time linear part in float64, straight from its SDE.
+
+    In tau, ``dy = beta(t) A~ y dtau + sqrt(2 Gamma beta) dW_v`` with
+    ``A~ = [[0, -M^-1], [1, -Gamma M^-1]]``, so over ``B = int_{t_to}^{t_from} beta``:
+    Phi = expm(B A~), Q = int_0^B expm(s A~) D expm(s A~)^T ds with D = diag(0, 2 Gamma)
+    (Van Loan's block exponential, scipy).
+    """
+    from scipy.linalg import expm
+
+    m_inv, gam = process.m_inv, process.damping
+    a = np.array([[0.0, -m_inv], [1.0, -gam * m_inv]])
+    big_b = (t_from - t_to) * (process.beta0 + 0.5 * process.beta1 * (t_from + t_to))
+    block = np.zeros((4, 4))
+    block[:2, :2], block[:2, 2:], block[2:, 2:] = -a, np.diag([0.0, 2.0 * gam]), a.T
+    f = expm(block * big_b)
+    phi = f[2:, 2:].T
+    return phi, phi @ f[:2, 2:]
+
+
+def replaced(process: CLD, **changes) -> CLD:
+    """A copy of ``process`` with some fields changed."""
+    import dataclasses
+
+    return dataclasses.replace(process, **changes)
+
+
+@pytest.mark.parametrize(
+    "process, t_from, t_to",
+    [
+        (CLD(), 0.5, 0.45),
+        (CLD(), 1.0, 0.5),
+        (CLD(), 0.0013996, 0.0012),  # the toy config's last SSCS half-steps (50 QS steps)
+        (CLD(), 0.0012, 0.001),
+        (CLD(beta0=0.1, beta1=6.9), 0.3, 0.1),
+    ],
+)
+def test_sscs_half_step_covariance_is_exact_and_num_stab_adds_to_diagonal(process, t_from, t_to):
+    """With num_stab = 0 the half-step's law is the exact one (float64 Van Loan, to 1e-6: the
+    float32 kernel is accurate to a few ulps); num_stab adds exactly num_stab to Sigma_xx and
+    Sigma_vv, whatever the process's numerical_eps, and None falls back to numerical_eps."""
+    tf, tt = np.float32(t_from), np.float32(t_to)
+    phi, q = reverse_linear_flow64(process, float(tf), float(tt))
+    y = (jnp.array([[0.7]]), jnp.array([[-0.2]]))
+
+    def law(proc, num_stab):
+        k = proc.reverse_linear_kernel(y, tf, tt, num_stab)
+        cov = np.array([[k.cov_xx, k.cov_xv], [k.cov_xv, k.cov_vv]], np.float64).reshape(2, 2)
+        return np.array([k.mean_x[0, 0], k.mean_v[0, 0]], np.float64), cov
+
+    mean, cov = law(process, 0.0)
+    np.testing.assert_allclose(mean, phi @ [0.7, -0.2], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(cov, q, rtol=1e-6)
+    noisy = replaced(process, numerical_eps=1e-6)
+    np.testing.assert_array_equal(law(noisy, 0.0)[1], cov)  # the kernel's eps stays out
+    for s in (1e-6, 1e-3):
+        np.testing.assert_allclose(law(process, s)[1], q + s * np.eye(2), rtol=1e-6)
+    np.testing.assert_allclose(law(noisy, None)[1], q + 1e-6 * np.eye(2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("num_stab", [0.0, 0.05])
+def test_sscs_passes_num_stab_to_both_half_steps(num_stab):
+    """One SSCS step from a point with the stationary score (so the S part is exactly 0) is the
+    two exact A half-steps: N(Phi2 Phi1 y0, Phi2 (Q1 + s I) Phi2^T + Q2 + s I). 200k draws:
+    every moment within 4 standard errors. The process's numerical_eps does not reach SSCS."""
+    process = CLD()
+    n, y0 = 200_000, np.array([0.7, -0.2])
+
+    def score(y, t):
+        return -y[0], -y[1] / process.mass
+
+    ts = jnp.array([0.5, 0.4], jnp.float32)
+    y = (jnp.full((n, 1), y0[0]), jnp.full((n, 1), y0[1]))
+    key = jax.random.key(0)
+    out, nfe = SSCS(num_stab=num_stab).solve(process, score, key, y, ts)
+    assert int(nfe) == 1
+    t_mid = float(np.float32(0.5 * (ts[0] + ts[1])))
+    phi1, q1 = reverse_linear_flow64(process, float(ts[0]), t_mid)
+    phi2, q2 = reverse_linear_flow64(process, t_mid, float(ts[1]))
+    eye = num_stab * np.eye(2)
+    cov = phi2 @ (q1 + eye) @ phi2.T + q2 + eye
+    draws = np.concatenate([np.asarray(a, np.float64) for a in out], axis=1)
+    se_mean = np.sqrt(np.diag(cov) / n)
+    np.testing.assert_array_less(np.abs(draws.mean(0) - phi2 @ phi1 @ y0), 4 * se_mean)
+    se_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
+    np.testing.assert_array_less(np.abs(np.cov(draws.T) - cov), 4 * se_cov)
+    noisy, _ = SSCS(num_stab=num_stab).solve(
+        replaced(process, numerical_eps=1e-2), score, key, y, ts
+    )
+    for a, b in zip(out, noisy, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 # ----------------------------------------------------------------------------------------------
 # Samplers with the exact score of a Gaussian mixture
 
@@ -273,7 +373,7 @@ SAMPLERS = {
     "em": (ReverseSDE(dfx.Euler()), 500, "uniform"),
     "sscs": (SSCS(), 200, "quadratic"),
     "ode_heun": (ProbabilityFlow(dfx.Heun()), 200, "quadratic"),
-    "ode_tsit5": (ProbabilityFlow(dfx.Tsit5(), rtol=1e-5, atol=1e-5), 1, "uniform"),
+    "ode_tsit5": (AdaptiveProbabilityFlow(dfx.Tsit5(), rtol=1e-5, atol=1e-5), 1, "uniform"),
 }
 
 
@@ -336,7 +436,7 @@ def test_sscs_by_name_counts_nfe():
     assert int(out.nfe) == 10
     assert out.data.shape == (16, 2) and len(out.state) == 2
     assert not bool(jnp.isnan(out.data).any())
-    assert isinstance(get_sampler("sscs"), SSCS)
+    assert isinstance(make_sampler("sscs"), SSCS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,7 +452,7 @@ def true_score_net(obj: HybridScoreMatching, sd: float, mean: float):
         y = (inp[:, :d], inp[:, d:])
         kern = process.marginal(jnp.full_like(y[0], mean), t, var0=sd**2)
         s_v = kern.score(y)[1]
-        base = y[1] / obj.base_var_vv(t)[:, None] if obj.mixed_score else 0.0
+        base = y[1] / obj.base_var_vv(t)[:, None] if obj.parameterisation.mixed else 0.0
         return -(s_v + base) / obj.ell(t)[:, None]
 
     return net
@@ -439,14 +539,24 @@ def test_mixed_score_with_zero_net():
     )
 
 
-def test_net_channels_and_from_config():
+def test_net_channels_and_objective_from_config():
     import ml_collections
 
+    from jaxdiff.build import build_objective
+
     cfg = ml_collections.ConfigDict(
-        dict(cld_objective="dsm", weighting="likelihood", mixed_score=False, t_min=1e-5)
+        dict(
+            name="hsm",
+            cld_objective="dsm",
+            weighting="likelihood",
+            mixed_score=False,
+            t_min=1e-5,
+            reduce="sum",
+        )
     )
-    obj = HybridScoreMatching.from_config(cfg, CLD())
-    assert (obj.objective, obj.weighting, obj.mixed_score) == ("dsm", "likelihood", False)
+    obj = build_objective(cfg, CLD())
+    assert (obj.objective, obj.weighting) == ("dsm", "likelihood")
+    assert obj.parameterisation == CLDMixed(mixed=False)
     assert obj.net_channels(3) == (6, 3)
     with pytest.raises(ValueError):
         HybridScoreMatching(CLD(), weighting="sigma2")
@@ -499,9 +609,10 @@ def test_configs_build_process_and_objective(name):
     obj = build_objective(cfg.objective, process)
     assert isinstance(process, CLD) and isinstance(obj, HybridScoreMatching)
     assert (process.m_inv, process.gamma) == (4.0, 0.04)
-    assert obj.weighting == "reweightedv2" and obj.mixed_score and obj.objective == "hsm"
+    assert obj.weighting == "reweightedv2" and obj.objective == "hsm"
+    assert obj.parameterisation == CLDMixed(mixed=True)
     if name == "cld.celebahq256":
         assert (process.beta0, process.beta1, obj.t_min) == (0.1, 6.9, 1e-3)
     else:
         assert (process.beta0, process.beta1, obj.t_min) == (4.0, 0.0, 1e-5)
-    assert get_sampler(cfg.sampling.sampler) is not None
+    assert make_sampler(cfg.sampling.sampler) is not None

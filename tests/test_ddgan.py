@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -10,11 +11,14 @@ import numpy as np
 import pytest
 from jax.scipy.special import ndtr
 
+from jaxdiff.build import build_method
 from jaxdiff.data.toy import GaussianMixture, mixture_25gaussians
 from jaxdiff.eval.metrics import mode_stats
 from jaxdiff.methods.ddgan import ddgan_sample, slerp
 from jaxdiff.objectives.ddgan import d_loss, g_loss, lazy_r1_penalty, r1_due, r1_penalty
 from jaxdiff.processes.discrete import DiscreteChain, vp_discrete_betas
+from jaxdiff.train.sampling import draw
+from jaxdiff.train.step import StepSettings, optimizer_step
 
 # ----------------------------------------------------------------------------------------------
 # Schedule and posterior coefficients
@@ -282,7 +286,7 @@ def test_toy_generator_skip_adds_the_linear_estimate():
     """``FourierMLPGenerator(skip_coefs=c)``: output = c[t] x_t + the same MLP without the skip."""
     from flax import nnx
 
-    from jaxdiff.methods.ddgan_nets import FourierMLPGenerator
+    from jaxdiff.nets.fourier_mlp import FourierMLPGenerator
     from jaxdiff.nets.functional import functional
 
     c = (0.5, 1.5, 3.0)
@@ -342,7 +346,7 @@ def test_method_train_sample_evaluate_smoke():
     data = build_data(c)
     state = method.init(jax.random.key(0), data.batch(0, 32))
     assert set(state.params) == {"G", "D"} and set(state.ema) == {"G"}
-    step = jax.jit(method.train_step)
+    step = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))
     init = state
     r1 = []
     for i in range(7):
@@ -357,9 +361,10 @@ def test_method_train_sample_evaluate_smoke():
     )
     assert moved(state.params["D"], init.params["D"]) and moved(state.params["G"], init.params["G"])
     assert moved(state.ema["G"], state.params["G"])  # EMA lags the parameters
-    x, info = method.sample(state, jax.random.key(1), 50)
-    assert x.shape == (50, 2) and info == {"nfe": 4} and bool(jnp.all(jnp.isfinite(x)))
-    x2, _ = method.sample(state, jax.random.key(1), 50, batch_size=20)
+    params = method.sampling_params(state)
+    x, info = draw(method.sample_fn, params, jax.random.key(1), 50)
+    assert x.shape == (50, 2) and info["nfe"] == 4 and bool(np.all(np.isfinite(x)))
+    x2, _ = draw(method.sample_fn, params, jax.random.key(1), 50, batch_size=20)
     assert x2.shape == (50, 2)
     lerp = method.interpolate(state, jax.random.key(2), num_pairs=3, num_points=5)
     assert lerp.shape == (3, 5, 2)
@@ -386,13 +391,16 @@ def test_image_method_smoke():
         c.ddgan.disc, ngf=4, t_emb_dim=16, widths=(2, 4), downsample=(False, True)
     )
     c.training.batch_size = 4
-    method = DDGANMethod.from_config(c, data_shape=(8, 8, 3))
+    method = build_method(c, data_shape=(8, 8, 3))
+    assert isinstance(method, DDGANMethod)
     key = jax.random.key(0)
     x = jax.random.uniform(key, (4, 8, 8, 3), minval=-1, maxval=1)
     state = method.init(key, {"x": x})
-    state, m = jax.jit(method.train_step)(state, {"x": x}, key)
+    state, m = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))(
+        state, {"x": x}, key
+    )
     assert all(np.isfinite(float(v)) for v in m.values()) and float(m["r1"]) > 0
-    s, info = method.sample(state, key, 3)
+    s, info = draw(method.sample_fn, method.sampling_params(state), key, 3)
     assert s.shape == (3, 8, 8, 3) and info["nfe"] == 4
     assert float(jnp.max(jnp.abs(s))) <= 1.0  # tanh head, and label 0 returns x0 exactly
 
@@ -429,16 +437,18 @@ def test_mlp_nets_on_images_flatten_and_restore_the_shape():
     c = get_config()
     c.model.hidden = c.ddgan.disc.hidden = 16
     c.model.depth = c.ddgan.disc.depth = 1
-    method = DDGANMethod.from_config(c, data_shape=(8, 8, 1))
+    method = build_method(c, data_shape=(8, 8, 1))
+    assert isinstance(method, DDGANMethod)
     x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1), minval=-1, maxval=1)
-    state = method.init(jax.random.key(1), {"image": x})
-    new, m = jax.jit(method.train_step)(state, {"image": x}, jax.random.key(2))
+    state = method.init(jax.random.key(1), {"x": x})
+    step = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))
+    new, m = step(state, {"x": x}, jax.random.key(2))
     assert all(np.isfinite(float(v)) for v in m.values())
     for g in ("G", "D"):
         pairs = zip(jax.tree.leaves(new.params[g]), jax.tree.leaves(state.params[g]), strict=True)
         assert any(not np.allclose(a, b) for a, b in pairs)
-    samples, info = method.sample(new, jax.random.key(3), 5)
-    assert samples.shape == (5, 8, 8, 1) and info == {"nfe": 4}
+    samples, info = draw(method.sample_fn, method.sampling_params(new), jax.random.key(3), 5)
+    assert samples.shape == (5, 8, 8, 1) and info["nfe"] == 4
     with pytest.raises(ValueError, match="built for"):  # a wrong image shape is named
         method.G.apply(new.params["G"], jnp.zeros((2, 4, 4, 1)), jnp.zeros(2, jnp.int32),
                        jnp.zeros((2, c.ddgan.nz)))  # fmt: skip

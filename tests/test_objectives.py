@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxdiff.objectives.dsm import DenoisingScoreMatching
+from jaxdiff.objectives.parameterisation import Eps, EpsSkip, Score, make_parameterisation
 from jaxdiff.objectives.time_sampling import likelihood_is_density, likelihood_is_t
 from jaxdiff.processes import VE, VP, GeometricSchedule, SubVP
 
@@ -26,7 +27,7 @@ def true_eps_net(process, var_data=1.0):
 @pytest.mark.parametrize("weighting", ["sigma2", "likelihood_is"])
 def test_dsm_is_lowest_at_the_true_score(weighting):
     process = VP()
-    obj = DenoisingScoreMatching(process, "eps", weighting)
+    obj = DenoisingScoreMatching(process, Eps(), weighting)
     x0 = jax.random.normal(jax.random.key(0), (20000, 2))
     best = true_eps_net(process)
 
@@ -46,8 +47,8 @@ def test_score_parameterisation_matches_eps():
     x0 = jax.random.normal(jax.random.key(0), (64, 3))
     eps_net = true_eps_net(process)
     score_net = lambda x, t, key=None: -eps_net(x, t) / jnp.sqrt(process.kernel_var(t))[:, None]
-    l_eps = DenoisingScoreMatching(process, "eps").loss(eps_net, jax.random.key(2), x0)[0]
-    l_score = DenoisingScoreMatching(process, "score").loss(score_net, jax.random.key(2), x0)[0]
+    l_eps = DenoisingScoreMatching(process, Eps()).loss(eps_net, jax.random.key(2), x0)[0]
+    l_score = DenoisingScoreMatching(process, Score()).loss(score_net, jax.random.key(2), x0)[0]
     np.testing.assert_allclose(l_eps, l_score, rtol=1e-4, atol=1e-5)
 
 
@@ -56,7 +57,7 @@ def test_eps_skip_with_a_zero_network_is_the_exact_gaussian_score(process):
     """eps_skip with F = 0 is the score of the marginal of N(mu, v I) data,
     -(x - a mu) / (a^2 v + s^2), and the DSM minimiser there: the loss rises when F leaves 0."""
     mu, v = -0.6, 0.3
-    obj = DenoisingScoreMatching(process, "eps_skip", data_mean=mu, data_var=v)
+    obj = DenoisingScoreMatching(process, EpsSkip(data_mean=mu, data_var=v))
     zero = lambda x, t, key=None: jnp.zeros_like(x)
     t = jnp.array([1e-4, 0.01, 0.3, 0.7, 1.0])
     y = jax.random.normal(jax.random.key(0), (5, 3)) * 2.0
@@ -77,13 +78,12 @@ def test_eps_skip_residual_is_unit_scale_for_gaussian_data():
     alpha^2 v / (alpha^2 v + sigma^2) = c_out^2: F's target has unit scale at every t (EDM's
     property, in eps form)."""
     process, v = VP(), 0.25
-    obj = DenoisingScoreMatching(process, "eps_skip", data_var=v)
+    param = EpsSkip(data_var=v)
     x0 = np.sqrt(v) * jax.random.normal(jax.random.key(3), (40000, 1))
     for t in (0.02, 0.2, 0.6, 1.0):
         tb = jnp.full((x0.shape[0],), t)
         xt, eps = process.marginal(x0, tb).sample(jax.random.key(4))
-        zero = lambda x, tt, key=None: jnp.zeros_like(x)
-        resid = eps - obj.eps_prediction(zero, xt, tb)
+        resid = eps - param.eps(process, jnp.zeros_like(xt), xt, tb)
         a2, s2 = jnp.exp(2 * process.log_alpha(t)), process.kernel_var(t)
         c_out = jnp.sqrt(a2 * v / (a2 * v + s2))
         np.testing.assert_allclose(float(jnp.var(resid / c_out)), 1.0, rtol=0.03)
@@ -110,10 +110,9 @@ def test_is_and_uniform_likelihood_losses_agree_with_lower_variance():
     process = VP()
     x0 = jax.random.normal(jax.random.key(0), (100000, 2)) * 0.7
     net = true_eps_net(process, var_data=1.0)  # not optimal for var 0.49: nonzero excess loss
-    uni = DenoisingScoreMatching(process, "eps", "likelihood").loss(net, jax.random.key(1), x0)[0]
-    imp = DenoisingScoreMatching(process, "eps", "likelihood_is").loss(net, jax.random.key(1), x0)[
-        0
-    ]
+    uni = DenoisingScoreMatching(process, Eps(), "likelihood").loss(net, jax.random.key(1), x0)[0]
+    imp = DenoisingScoreMatching(process, Eps(), "likelihood_is").loss(net, jax.random.key(1), x0)
+    imp = imp[0]
     se = np.sqrt(uni.var() / uni.size + imp.var() / imp.size)
     assert abs(float(uni.mean() - imp.mean())) < 4 * se
     assert float(imp.var()) < 0.1 * float(uni.var())
@@ -121,11 +120,13 @@ def test_is_and_uniform_likelihood_losses_agree_with_lower_variance():
 
 def test_bad_options_fail_clearly():
     with pytest.raises(ValueError, match="data_var"):
-        DenoisingScoreMatching(VP(), "eps_skip", data_var=0.0)
+        EpsSkip(data_var=0.0)
     with pytest.raises(ValueError, match="unknown weighting"):
-        DenoisingScoreMatching(VP(), "eps", "snr")
-    with pytest.raises(ValueError, match="unknown parameterisation"):
-        DenoisingScoreMatching(VP(), "x0")
+        DenoisingScoreMatching(VP(), Eps(), "snr")
+    with pytest.raises(ValueError, match="unknown parameterisation 'x_0'.*'eps_skip', 'x0', 'v'"):
+        make_parameterisation("x_0")
+    with pytest.raises(TypeError, match="make_parameterisation"):
+        DenoisingScoreMatching(VP(), "eps")
 
 
 def test_eps_skip_is_built_from_the_config():
@@ -135,4 +136,4 @@ def test_eps_skip_is_built_from_the_config():
     cfg = base_config().objective
     cfg.parameterisation, cfg.data_mean, cfg.data_var = "eps_skip", -0.8, 0.3
     obj = build_objective(cfg, VP())
-    assert (obj.parameterisation, obj.data_mean, obj.data_var) == ("eps_skip", -0.8, 0.3)
+    assert obj.parameterisation == EpsSkip(data_mean=-0.8, data_var=0.3)

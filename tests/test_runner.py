@@ -44,6 +44,12 @@ def jaxdiff(args, devices=1, env=None, check=True, timeout=600):
     return proc
 
 
+def one_line(res) -> bool:
+    """The error is one line on stderr, with no traceback."""
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    return len(lines) == 1 and "Traceback" not in res.stderr
+
+
 def train_args(workdir, steps=200, extra=()):
     return ["train", "--config", "configs/toy/vp.py", "--workdir", str(workdir), *TINY,
             f"--config.training.num_steps={steps}", *extra]  # fmt: skip
@@ -56,7 +62,7 @@ def losses(workdir):
 
 
 def final_params(workdir):
-    from jaxdiff.train.loop import restore
+    from jaxdiff.api import restore
 
     _, _, state, _ = restore(str(workdir))
     import jax
@@ -163,9 +169,11 @@ def test_bad_inputs_fail_clearly_and_change_nothing(tmp_path):
     work = tmp_path / "run"
     # Unknown key and wrong type: refused before anything is written.
     res = jaxdiff(train_args(work, 100, ["--config.training.batchsize=8"]), check=False)
-    assert res.returncode != 0 and "batchsize" in res.stderr and not work.exists()
+    assert res.returncode == 2 and "batchsize" in res.stderr and not work.exists()
+    assert one_line(res)
     res = jaxdiff(train_args(work, 100, ["--config.training.batch_size=abc"]), check=False)
-    assert res.returncode != 0 and "batch_size" in res.stderr and not work.exists()
+    assert res.returncode == 2 and "batch_size" in res.stderr and not work.exists()
+    assert one_line(res)
     # Missing dataset: the error says how to prepare it.
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -174,13 +182,27 @@ def test_bad_inputs_fail_clearly_and_change_nothing(tmp_path):
                                           f"--config.data.data_dir={empty}"]),
         check=False,
     )  # fmt: skip
-    assert res.returncode == 1 and "tfds build" in res.stderr
+    assert res.returncode == 2 and "tfds build" in res.stderr
     # A run, then a config of another process in the same workdir.
     jaxdiff(train_args(work, 100))
     before = sorted(os.listdir(work / "checkpoints"))
     res = jaxdiff(train_args(work, 200, ["--config.process.name=subvp"]), check=False)
-    assert res.returncode == 1 and "WorkdirError" in res.stderr and "process" in res.stderr
+    assert res.returncode == 2 and "WorkdirError" in res.stderr and "process" in res.stderr
     assert sorted(os.listdir(work / "checkpoints")) == before
+    # Samplers the run cannot use, and unknown ones: one line each, exit 2, nothing written.
+    files = sorted(str(p) for p in work.rglob("*"))
+    for args, words in (
+        (["--solver", "sscs"], ("sscs", "VP", "exact_linear_flow")),
+        (["--solver", "nope"], ("nope", "known")),
+        (["--solver", "em", "--rtol", "1e-3"], ("em", "rtol")),
+    ):
+        res = jaxdiff(["sample", "--workdir", str(work), *args], check=False)
+        assert res.returncode == 2 and one_line(res), res.stderr
+        assert all(w in res.stderr for w in words), res.stderr
+    res = jaxdiff(["sample", "--workdir", "/nonexistent/run"], check=False)
+    assert res.returncode == 2 and one_line(res) and "/nonexistent/run" in res.stderr
+    assert not os.path.exists("/nonexistent")
+    assert sorted(str(p) for p in work.rglob("*")) == files
     # A corrupt checkpoint: a clear error, and the files are left as they were.
     step_dir = work / "checkpoints" / "100"
     victims = [p for p in step_dir.rglob("*") if p.is_file() and p.stat().st_size > 1000]
@@ -189,13 +211,13 @@ def test_bad_inputs_fail_clearly_and_change_nothing(tmp_path):
         v.write_bytes(v.read_bytes()[: v.stat().st_size // 3])
     snapshot = {p: p.read_bytes() for p in step_dir.rglob("*") if p.is_file()}
     res = jaxdiff(["sample", "--workdir", str(work)], check=False)
-    assert res.returncode == 1 and "CheckpointError" in res.stderr and "100" in res.stderr
+    assert res.returncode == 2 and "CheckpointError" in res.stderr and "100" in res.stderr
     res = jaxdiff(train_args(work, 200), check=False)
-    assert res.returncode == 1 and "CheckpointError" in res.stderr
+    assert res.returncode == 2 and "CheckpointError" in res.stderr
     assert {p: p.read_bytes() for p in step_dir.rglob("*") if p.is_file()} == snapshot
     # A workdir with no run.
     res = jaxdiff(["sample", "--workdir", str(tmp_path / "nothing")], check=False)
-    assert res.returncode == 1 and "no config.json" in res.stderr
+    assert res.returncode == 2 and "no config.json" in res.stderr
 
 
 @pytest.mark.slow
@@ -204,7 +226,7 @@ def test_nan_loss_stops_with_step_and_checkpoint(tmp_path):
     args = train_args(work, 300, ["--config.optim.lr=1e9", "--config.optim.grad_clip=0.0",
                                   "--config.optim.warmup=0"])  # fmt: skip
     res = jaxdiff(args, check=False)
-    assert res.returncode == 1 and "NaNLossError" in res.stderr
+    assert res.returncode == 2 and "NaNLossError" in res.stderr
     assert "at step" in res.stderr and ("checkpoint" in res.stderr)
     shutil.rmtree(work)
 

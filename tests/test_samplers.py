@@ -10,7 +10,7 @@ from jaxdiff.data.toy import mixture_8gaussians
 from jaxdiff.eval.metrics import sliced_wasserstein, sw_noise_floor
 from jaxdiff.processes import VE, VP, SubVP, mixture_score_fn
 from jaxdiff.solvers.grids import make_grid, quadratic_grid, uniform_grid
-from jaxdiff.solvers.samplers import ProbabilityFlow, get_sampler, sample
+from jaxdiff.solvers.samplers import AdaptiveProbabilityFlow, ProbabilityFlow, make_sampler, sample
 
 MIX = mixture_8gaussians(radius=2.0, std=0.1)
 N = 2000
@@ -61,7 +61,7 @@ def test_em_error_shrinks_with_nfe(floor):
 def test_ode_error_shrinks_with_nfe():
     """Probability-flow samples converge to the adaptive solution from the same prior draws."""
     process = VP()
-    ref = draw(process, ProbabilityFlow(dfx.Tsit5(), rtol=1e-6, atol=1e-6), 1).data
+    ref = draw(process, AdaptiveProbabilityFlow(dfx.Tsit5(), rtol=1e-6, atol=1e-6), 1).data
     errs = [
         float(jnp.sqrt(jnp.mean((draw(process, "ode_euler", n).data - ref) ** 2)))
         for n in (8, 32, 128)
@@ -80,12 +80,12 @@ def test_nfe_is_exact_for_fixed_and_adaptive_solvers():
         return base(y, t)
 
     for sampler, steps in [
-        (get_sampler("em"), 17),
-        (get_sampler("sde_heun"), 9),
-        (get_sampler("pc", n_corrector=2), 5),
-        (get_sampler("ode_heun"), 8),
-        (get_sampler("ode_tsit5", rtol=1e-3, atol=1e-3), 1),
-        (ProbabilityFlow(dfx.Dopri5(), rtol=1e-4, atol=1e-4), 1),
+        (make_sampler("em"), 17),
+        (make_sampler("sde_heun"), 9),
+        (make_sampler("pc", n_corrector=2), 5),
+        (make_sampler("ode_heun"), 8),
+        (make_sampler("ode_tsit5", rtol=1e-3, atol=1e-3), 1),
+        (AdaptiveProbabilityFlow(dfx.Dopri5(), rtol=1e-4, atol=1e-4), 1),
     ]:
         calls.clear()
         out = sample(process, counted, jax.random.key(0), (64, 2), sampler, steps=steps)
@@ -122,4 +122,4 @@ def test_grids():
     with pytest.raises(ValueError, match="unknown time grid"):
         make_grid("cubic", 3)
     with pytest.raises(ValueError, match="unknown sampler"):
-        get_sampler("eulr")
+        make_sampler("eulr")

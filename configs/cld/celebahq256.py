@@ -9,11 +9,13 @@ Sources: [code] nv-tlabs/CLD-SGM ``configs/default_celeba_post_paper.txt`` and
 project's reference notes; [ours] jaxdiff choices.
 """
 
-from configs.base import base_config
+import ml_collections
+
+from configs.base import cld_config
 
 
 def get_config():
-    c = base_config()
+    c = cld_config()
     c.data.kind = "image"
     c.data.name = "celeba_hq_256"  # [code] dataset celeba_256 (here tfds celeb_a_hq/256)
     c.data.image_size = 256  # [code] image_size 256
@@ -33,6 +35,7 @@ def get_config():
     c.objective.t_min = 1e-3  # [code] loss_eps 1e-3 ([paper-cfg] 1e-5)
     c.objective.reduce = "sum"  # [code]
 
+    c.model = ml_collections.ConfigDict()
     c.model.name = "ncsnpp"  # [code] name ncsnpp
     c.model.nf = 128  # [code] n_channels 128
     c.model.ch_mult = (1, 1, 2, 2, 2, 2, 2)  # [code] ch_mult 1,1,2,2,2,2,2
@@ -47,14 +50,14 @@ def get_config():
     c.model.progressive = "none"  # [code] progressive none
     c.model.progressive_input = "none"  # [code] progressive_input none
     c.model.progressive_combine = "sum"  # [code] progressive_combine sum
-    c.model.attention_type = "ddpm"  # [code] attention_type ddpm
+    # model.attention_type = "ddpm": [code] attention_type ddpm (the only choice here)
     c.model.embedding_type = "positional"  # [code] positional embedding of raw t in [0, 1]
     c.model.time_scale = 1.0  # [cld.md 2.4] no x999 scaling of t (differs from score_sde)
     c.model.fourier_scale = 16.0  # [code] fourier_scale 16 (unused with positional)
     c.model.init_scale = 0.0  # [code] init_scale 0.0
-    c.model.normalization = "GroupNorm"  # [code]
-    c.model.nonlinearity = "swish"  # [code]
-    c.model.conv_size = 3  # [code]
+    # model.normalization = "GroupNorm": [code] (the only choice here)
+    # model.nonlinearity = "swish": [code] (the only choice here)
+    # model.conv_size = 3: [code] (the only choice here)
     c.model.centered = True  # [code] center_image true
 
     c.optim.lr = 1e-4  # [code] learning_rate 1e-4 ([paper-cfg] 1e-4)

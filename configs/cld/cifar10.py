@@ -7,11 +7,13 @@ paper; [cld.md] the project's reference notes (../shared/reference/cld.md); [our
 choices where the official code has no counterpart.
 """
 
-from configs.base import base_config
+import ml_collections
+
+from configs.base import cld_config
 
 
 def get_config():
-    c = base_config()
+    c = cld_config()
     c.data.kind = "image"
     c.data.name = "cifar10"  # [code] dataset cifar10
     c.data.flip = True  # [code] random horizontal flips; center_image: data in [-1, 1]
@@ -30,6 +32,7 @@ def get_config():
     c.objective.t_min = 1e-5  # [code] loss_eps 1e-5
     c.objective.reduce = "sum"  # [code] losses.py sums over pixels
 
+    c.model = ml_collections.ConfigDict()
     c.model.name = "ncsnpp"  # [code] name ncsnpp (input 6 channels (x, v), output 3 (eps_v))
     c.model.nf = 128  # [code] n_channels 128
     c.model.ch_mult = (1, 2, 2, 2)  # [code] ch_mult 1,2,2,2
@@ -44,13 +47,13 @@ def get_config():
     c.model.progressive = "none"  # [code] progressive none
     c.model.progressive_input = "residual"  # [code] progressive_input residual
     c.model.progressive_combine = "sum"  # [code] progressive_combine sum
-    c.model.attention_type = "ddpm"  # [code] attention_type ddpm
+    # model.attention_type = "ddpm": [code] attention_type ddpm (the only choice here)
     c.model.embedding_type = "fourier"  # [code] embedding_type fourier (of log t) [cld.md 2.4]
     c.model.fourier_scale = 16.0  # [code] fourier_scale 16
     c.model.init_scale = 0.0  # [code] init_scale 0.0
-    c.model.normalization = "GroupNorm"  # [code] normalization GroupNorm
-    c.model.nonlinearity = "swish"  # [code] nonlinearity swish
-    c.model.conv_size = 3  # [code] conv_size 3
+    # model.normalization = "GroupNorm": [code] normalization GroupNorm (the only choice here)
+    # model.nonlinearity = "swish": [code] nonlinearity swish (the only choice here)
+    # model.conv_size = 3: [code] conv_size 3 (the only choice here)
     c.model.centered = True  # [code] center_image true
     # Parameter count: ~108M [cld.md 4.1, unverified: PSLD Tables 1-2].
 

@@ -22,8 +22,8 @@ def get_config():
 
     c.ddgan.num_timesteps = 2  # [README] --num_timesteps 2
     c.ddgan.nz = 100  # [code] --nz default
-    c.ddgan.lr_g = 2e-4  # [README] --lr_g 2e-4
-    c.ddgan.lr_d = 1e-4  # [README] --lr_d 1e-4
+    c.optim.lr = 2e-4  # [README] --lr_g 2e-4
+    c.optim.lr_d = 1e-4  # [README] --lr_d 1e-4
     c.ddgan.r1_gamma = 2.0  # [README] --r1_gamma 2.
     c.ddgan.lazy_reg = 10  # [README] --lazy_reg 10
     # [README]/[code] Discriminator_large, ngf 64 (sources in jaxdiff/nets/zoo.py)
@@ -36,7 +36,6 @@ def get_config():
     c.training.num_steps = EPOCHS * (CELEBAHQ_TRAIN // GLOBAL_BATCH)  # drop_last: 843 x 800
     c.training.ema_decay = 0.9999  # [code] --ema_decay default with --use_ema
 
-    c.sampling.steps = 2  # NFE = T
     c.sampling.num = 64
     c.sampling.batch_size = 16  # [ours] issue #17: sampling OOMs at 256px with large batches
     return c

@@ -11,7 +11,7 @@ Sources: [README] the official training command (NVlabs/denoising-diffusion-gan 
 
 import ml_collections
 
-from configs.base import base_config
+from configs.base import ddgan_config
 from jaxdiff.nets import zoo
 
 CIFAR10_TRAIN = 50_000
@@ -20,8 +20,7 @@ EPOCHS = 1800  # [README] --num_epoch 1800
 
 
 def get_config():
-    c = base_config()
-    c.method = "ddgan"
+    c = ddgan_config()
     c.data.kind = "image"
     c.data.name = "cifar10"  # [README] --dataset cifar10 (tfds cifar10, train split)
     c.data.flip = True  # [code] RandomHorizontalFlip; images in [-1, 1] (Normalize 0.5, 0.5)
@@ -32,8 +31,8 @@ def get_config():
     c.ddgan.beta_max = 20.0  # [code] --beta_max default
     c.ddgan.eps = 1e-3  # [code] get_sigma_schedule eps_small
     c.ddgan.nz = 100  # [README] --nz 100
-    c.ddgan.lr_g = 1.6e-4  # [README] --lr_g 1.6e-4
-    c.ddgan.lr_d = 1.25e-4  # [README] --lr_d 1.25e-4
+    c.optim.lr = 1.6e-4  # [README] --lr_g 1.6e-4
+    c.optim.lr_d = 1.25e-4  # [README] --lr_d 1.25e-4
     c.ddgan.r1_gamma = 0.02  # [README] --r1_gamma 0.02
     c.ddgan.lazy_reg = 15  # [README] --lazy_reg 15 (R1 on steps 0, 15, 30, ...; not rescaled)
     # [README]/[code] Discriminator_small: ngf 64, t_emb_dim 256 (sources in jaxdiff/nets/zoo.py)
@@ -57,10 +56,7 @@ def get_config():
     c.training.ckpt_every = 5000  # [ours]
     c.training.precision = "float32"  # [code] fp32 training
 
-    c.sampling.sampler = "ddgan"  # informational: the T-step chain
-    c.sampling.steps = 4  # NFE = T
     c.sampling.num = 100
     c.sampling.batch_size = 100  # [ours] the paper times batches of 100 (official test: 200)
     c.eval.num_samples = 50_000  # [code] 50k samples for FID
-    c.eval.likelihood = False
     return c

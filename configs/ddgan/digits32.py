@@ -18,8 +18,8 @@ def get_config():
 
     c.ddgan.num_timesteps = 4  # [README] CIFAR-10 value
     c.ddgan.nz = 32  # [ours] README: 100
-    c.ddgan.lr_g = 3e-4  # [ours] README CIFAR-10: 1.6e-4 (short run)
-    c.ddgan.lr_d = 2.5e-4  # [ours] README CIFAR-10: 1.25e-4, kept lr_D < lr_G
+    c.optim.lr = 3e-4  # [ours] README CIFAR-10: 1.6e-4 (short run)
+    c.optim.lr_d = 2.5e-4  # [ours] README CIFAR-10: 1.25e-4, kept lr_D < lr_G
     c.ddgan.r1_gamma = 0.02  # [README] CIFAR-10
     c.ddgan.lazy_reg = 15  # [README] CIFAR-10
     # [ours] the small discriminator at ngf 16, t_emb 64 (jaxdiff/nets/zoo.py)
@@ -35,7 +35,6 @@ def get_config():
     c.training.log_every = 200
     c.training.ckpt_every = 1000
 
-    c.sampling.steps = 4
     c.sampling.num = 100
     c.sampling.batch_size = 100
     c.eval.num_samples = 100

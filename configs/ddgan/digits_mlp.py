@@ -2,7 +2,7 @@
 
 The picture a 2-core CPU can draw in minutes: the NCSN++ digits configs (``digits32``,
 ``digits16``) cost 4-7 s per step here (docs/ddgan.md). Same chain (T = 4), losses and lazy R1 as
-the CIFAR-10 README command; the networks are the toy nets of ``jaxdiff.methods.ddgan_nets`` on
+the CIFAR-10 README command; the networks are the toy nets of ``jaxdiff.nets.fourier_mlp`` on
 the flattened image, without Fourier features. Sources: [README]/[code] as in
 ``configs/ddgan/cifar10.py``; [ours] the CPU-scale choices.
 """
@@ -15,8 +15,8 @@ from configs.ddgan import digits32
 def get_config():
     c = digits32.get_config()
     c.ddgan.nz = 32  # [ours] README: 100
-    c.ddgan.lr_g = 2e-4  # [ours] README CIFAR-10: 1.6e-4
-    c.ddgan.lr_d = 1.6e-4  # [ours] README CIFAR-10: 1.25e-4, lr_D < lr_G
+    c.optim.lr = 2e-4  # [ours] README CIFAR-10: 1.6e-4
+    c.optim.lr_d = 1.6e-4  # [ours] README CIFAR-10: 1.25e-4, lr_D < lr_G
     c.model = ml_collections.ConfigDict()
     c.model.name = "fourier_mlp_generator"  # [ours] the toy generator on flattened pixels
     c.model.hidden = 512  # [ours]

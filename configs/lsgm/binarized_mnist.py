@@ -8,14 +8,13 @@ configs/lsgm/mnist_offline.py.
 
 import ml_collections
 
-from configs.base import base_config
-from configs.toy.lsgm import lsgm_section
+from configs.base import lsgm_config
+from configs.toy.lsgm import lsgm_optim, lsgm_section
 from jaxdiff.nets import zoo
 
 
 def get_config():
-    c = base_config()
-    c.method = "lsgm"
+    c = lsgm_config()
     c.data.kind = "image"
     c.data.name = "mnist"
     c.data.pad = 2  # [lsgm.md 7.9] padded to 32x32
@@ -26,6 +25,7 @@ def get_config():
     c.process.beta_max = 20.0  # [lsgm.md 2.2]
 
     c.lsgm = lsgm_section()
+    c.optim = lsgm_optim()
     c.lsgm.likelihood = "bernoulli"  # [README] --decoder_dist bin
     c.lsgm.t_min = 0.01  # [code] time_eps 0.01 for the VPSDE
     c.lsgm.q_sampling = "iw"  # [README] --iw_sample_q ll_iw
@@ -37,18 +37,18 @@ def get_config():
     c.lsgm.cont_kl_anneal = True  # [README] --cont_kl_anneal
     c.lsgm.sr_vae = 1e-2  # [README] --weight_decay_norm_vae 1e-2
     c.lsgm.sr_prior = 0.0  # [README] --weight_decay_norm_dae 0
-    c.lsgm.ema_decay = 0.9999  # [code] --ema_decay 0.9999
-    c.lsgm.vae_optim.lr_stage1 = 1e-2  # [code] train_vae.py Adamax lr 1e-2 (Adam here)
-    c.lsgm.vae_optim.min_lr_stage1 = 1e-4  # [code]
-    c.lsgm.vae_optim.warmup_stage1 = 5 * 300  # [code] 5 warm-up epochs (~300 it/epoch)
-    c.lsgm.vae_optim.lr = 1e-4  # [code] --learning_rate_vae 1e-4
-    c.lsgm.vae_optim.min_lr = 1e-5  # [code] --learning_rate_min_vae 1e-5
-    c.lsgm.vae_optim.eps = 1e-3  # [code]
-    c.lsgm.vae_optim.weight_decay = 3e-4  # [code] --weight_decay 3e-4
-    c.lsgm.prior_optim.lr = 3e-4  # [README] --learning_rate_dae 3e-4
-    c.lsgm.prior_optim.eps = 1e-4  # [code]
-    c.lsgm.prior_optim.warmup = 20 * 470  # [README] --warmup_epochs 20 (~470 it/epoch)
-    c.lsgm.prior_optim.weight_decay = 3e-4  # [code]
+    c.training.ema_decay = 0.9999  # [code] --ema_decay 0.9999
+    c.optim.vae.lr_stage1 = 1e-2  # [code] train_vae.py Adamax lr 1e-2 (Adam here)
+    c.optim.vae.min_lr_stage1 = 1e-4  # [code]
+    c.optim.vae.warmup_stage1 = 5 * 300  # [code] 5 warm-up epochs (~300 it/epoch)
+    c.optim.vae.lr = 1e-4  # [code] --learning_rate_vae 1e-4
+    c.optim.vae.min_lr = 1e-5  # [code] --learning_rate_min_vae 1e-5
+    c.optim.vae.eps = 1e-3  # [code]
+    c.optim.vae.weight_decay = 3e-4  # [code] --weight_decay 3e-4
+    c.optim.prior.lr = 3e-4  # [README] --learning_rate_dae 3e-4
+    c.optim.prior.eps = 1e-4  # [code]
+    c.optim.prior.warmup = 20 * 470  # [README] --warmup_epochs 20 (~470 it/epoch)
+    c.optim.prior.weight_decay = 3e-4  # [code]
     c.lsgm.stage1_steps = 200 * 300  # [README] 200 epochs at batch 200 (60k / 200 = 300 it)
     c.lsgm.stage2_steps = 800 * 470  # [README] 800 epochs at batch 128 [lsgm.md 5.5: ~375k]
     c.lsgm.vae = zoo.lsgm_mnist_vae()  # [README] NVAE 64 ch, 2 groups x 20 at 8x8

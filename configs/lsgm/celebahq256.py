@@ -10,14 +10,13 @@ Deviations: 8-bit logistic decoder (reference: 5-bit data, 10-component DML), no
 
 import ml_collections
 
-from configs.base import base_config
+from configs.base import lsgm_config
 from configs.lsgm.binarized_mnist import _sampling
-from configs.toy.lsgm import lsgm_section
+from configs.toy.lsgm import lsgm_optim, lsgm_section
 
 
 def get_config():
-    c = base_config()
-    c.method = "lsgm"
+    c = lsgm_config()
     c.data.kind = "image"
     c.data.name = "celeba_hq_256"
     c.data.flip = True  # [code] random flips
@@ -27,6 +26,7 @@ def get_config():
     c.process.beta_max = 20.0  # [lsgm.md 2.2]
 
     c.lsgm = lsgm_section()
+    c.optim = lsgm_optim()
     c.lsgm.likelihood = "logistic"  # [lsgm.md 1.2] published: DML on 5-bit data
     c.lsgm.t_min = 0.01  # [code]
     c.lsgm.q_sampling = "iw"  # [README] --iw_sample_q ll_iw
@@ -39,18 +39,18 @@ def get_config():
     c.lsgm.cont_kl_anneal = False  # [lsgm.md 5.3] not set for CelebA
     c.lsgm.sr_vae = 1e-1  # [README] --weight_decay_norm_vae 1e-1
     c.lsgm.sr_prior = 1e-2  # [README] --weight_decay_norm_dae 1e-2
-    c.lsgm.ema_decay = 0.9999  # [code]
-    c.lsgm.vae_optim.lr_stage1 = 1e-2  # [code] Adamax 1e-2 (Adam here)
-    c.lsgm.vae_optim.min_lr_stage1 = 1e-4  # [code]
-    c.lsgm.vae_optim.warmup_stage1 = 5 * 420  # [code] 5 epochs
-    c.lsgm.vae_optim.lr = 1e-4  # [code] --learning_rate_vae 1e-4 (qualitative: 8e-5)
-    c.lsgm.vae_optim.min_lr = 1e-5  # [code]
-    c.lsgm.vae_optim.eps = 1e-3  # [code]
-    c.lsgm.vae_optim.weight_decay = 3e-4  # [code]
-    c.lsgm.prior_optim.lr = 1e-4  # [README] --learning_rate_dae 1e-4
-    c.lsgm.prior_optim.eps = 1e-4  # [code]
-    c.lsgm.prior_optim.warmup = 20 * 420  # [README] --warmup_epochs 20
-    c.lsgm.prior_optim.weight_decay = 3e-4  # [code]
+    c.training.ema_decay = 0.9999  # [code]
+    c.optim.vae.lr_stage1 = 1e-2  # [code] Adamax 1e-2 (Adam here)
+    c.optim.vae.min_lr_stage1 = 1e-4  # [code]
+    c.optim.vae.warmup_stage1 = 5 * 420  # [code] 5 epochs
+    c.optim.vae.lr = 1e-4  # [code] --learning_rate_vae 1e-4 (qualitative: 8e-5)
+    c.optim.vae.min_lr = 1e-5  # [code]
+    c.optim.vae.eps = 1e-3  # [code]
+    c.optim.vae.weight_decay = 3e-4  # [code]
+    c.optim.prior.lr = 1e-4  # [README] --learning_rate_dae 1e-4
+    c.optim.prior.eps = 1e-4  # [code]
+    c.optim.prior.warmup = 20 * 420  # [README] --warmup_epochs 20
+    c.optim.prior.weight_decay = 3e-4  # [code]
     c.lsgm.stage1_steps = 200 * 470  # [README] 200 epochs at batch 64 (30k images)
     c.lsgm.stage2_steps = 1000 * 470  # [README] 1000 epochs [lsgm.md 5.5: ~420k it]
     c.lsgm.vae = ml_collections.ConfigDict()

@@ -6,15 +6,14 @@ Deviations: one discretised logistic per channel instead of the 10-component mix
 instead of Adamax in stage 1; no fp16. Needs tfds CIFAR-10 prepared (data.data_dir).
 """
 
-from configs.base import base_config
+from configs.base import lsgm_config
 from configs.lsgm.binarized_mnist import _sampling
-from configs.toy.lsgm import lsgm_section
+from configs.toy.lsgm import lsgm_optim, lsgm_section
 from jaxdiff.nets import zoo
 
 
 def get_config():
-    c = base_config()
-    c.method = "lsgm"
+    c = lsgm_config()
     c.data.kind = "image"
     c.data.name = "cifar10"
     c.data.flip = True  # [lsgm.md 7.9] random horizontal flips only
@@ -24,6 +23,7 @@ def get_config():
     c.process.beta_max = 20.0  # [lsgm.md 2.2]
 
     c.lsgm = lsgm_section()
+    c.optim = lsgm_optim()
     c.lsgm.likelihood = "logistic"  # [lsgm.md 1.2] published: 10-comp. DML; here 1 component
     c.lsgm.t_min = 0.01  # [code] time_eps 0.01 for the VPSDE
     c.lsgm.q_sampling = "iw"  # [README] q: reweight_p_samples (here: separate ll_iw batch)
@@ -35,18 +35,18 @@ def get_config():
     c.lsgm.cont_kl_anneal = True  # [README] best FID: --cont_kl_anneal
     c.lsgm.sr_vae = 1e-2  # [README] --weight_decay_norm_vae 1e-2
     c.lsgm.sr_prior = 1e-2  # [README] --weight_decay_norm_dae 1e-2 (conv SR off upstream)
-    c.lsgm.ema_decay = 0.9999  # [code]
-    c.lsgm.vae_optim.lr_stage1 = 1e-2  # [code] Adamax 1e-2 (Adam here)
-    c.lsgm.vae_optim.min_lr_stage1 = 1e-4  # [code]
-    c.lsgm.vae_optim.warmup_stage1 = 5 * 195  # [code] 5 epochs at 195 it/epoch
-    c.lsgm.vae_optim.lr = 1e-4  # [code] --learning_rate_vae 1e-4
-    c.lsgm.vae_optim.min_lr = 1e-5  # [code]
-    c.lsgm.vae_optim.eps = 1e-3  # [code]
-    c.lsgm.vae_optim.weight_decay = 3e-4  # [code]
-    c.lsgm.prior_optim.lr = 1e-4  # [README] --learning_rate_dae 1e-4
-    c.lsgm.prior_optim.eps = 1e-4  # [code]
-    c.lsgm.prior_optim.warmup = 5 * 195  # [code] --warmup_epochs 5
-    c.lsgm.prior_optim.weight_decay = 3e-4  # [code]
+    c.training.ema_decay = 0.9999  # [code]
+    c.optim.vae.lr_stage1 = 1e-2  # [code] Adamax 1e-2 (Adam here)
+    c.optim.vae.min_lr_stage1 = 1e-4  # [code]
+    c.optim.vae.warmup_stage1 = 5 * 195  # [code] 5 epochs at 195 it/epoch
+    c.optim.vae.lr = 1e-4  # [code] --learning_rate_vae 1e-4
+    c.optim.vae.min_lr = 1e-5  # [code]
+    c.optim.vae.eps = 1e-3  # [code]
+    c.optim.vae.weight_decay = 3e-4  # [code]
+    c.optim.prior.lr = 1e-4  # [README] --learning_rate_dae 1e-4
+    c.optim.prior.eps = 1e-4  # [code]
+    c.optim.prior.warmup = 5 * 195  # [code] --warmup_epochs 5
+    c.optim.prior.weight_decay = 3e-4  # [code]
     c.lsgm.stage1_steps = 400 * 195  # [README] vae2: 400 epochs at batch 256
     c.lsgm.stage2_steps = 1875 * 195  # [README] 1875 epochs at batch 256 [lsgm.md 5.3: ~366k]
     c.lsgm.vae = zoo.lsgm_cifar10_vae()  # [README] NVAE 128 ch, 20 groups x 9 at 16x16

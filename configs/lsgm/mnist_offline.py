@@ -15,7 +15,7 @@ from configs.lsgm.binarized_mnist import get_config as published
 
 
 def flat_vae() -> ml_collections.ConfigDict:
-    """MLP VAE over the flattened 32x32 digits, a 16-D latent [ours] (methods/lsgm_nets.FlatVAE).
+    """MLP VAE over the flattened 32x32 digits, a 16-D latent [ours] (nets/flat_vae.FlatVAE).
 
     The zoo's conv VAE (32 channels, batch 64) took over 15 s per train step on the 2 shared CPU
     cores (docs/lsgm.md), so a 2000-step run would take hours."""
@@ -49,15 +49,15 @@ def get_config(variant: str = "binary"):
     c.lsgm.score = small_score()
     c.lsgm.sr_vae = 0.0  # [ours] off at this size (README: 1e-2)
     c.lsgm.mixing_logit_init = -3.0  # [ours] (README MNIST: -6) the prior must move in few steps
-    c.lsgm.ema_decay = 0.999  # [ours] (0.9999: too slow for 1-2k steps)
+    c.training.ema_decay = 0.999  # [ours] (0.9999: too slow for 1-2k steps)
     # 2e-3 saturated the soft-clamped posterior (mu = +-5, sigma = e^-5) in the first 500 steps
-    c.lsgm.vae_optim.lr_stage1 = 5e-4  # [ours] (paper: Adamax 1e-2)
-    c.lsgm.vae_optim.warmup_stage1 = 500  # [ours]
-    c.lsgm.vae_optim.lr = 5e-4  # [ours] (README: 1e-4)
-    c.lsgm.vae_optim.weight_decay = 0.0  # [ours]
-    c.lsgm.prior_optim.lr = 1e-3  # [ours]
-    c.lsgm.prior_optim.warmup = 100  # [ours]
-    c.lsgm.prior_optim.weight_decay = 0.0  # [ours]
+    c.optim.vae.lr_stage1 = 5e-4  # [ours] (paper: Adamax 1e-2)
+    c.optim.vae.warmup_stage1 = 500  # [ours]
+    c.optim.vae.lr = 5e-4  # [ours] (README: 1e-4)
+    c.optim.vae.weight_decay = 0.0  # [ours]
+    c.optim.prior.lr = 1e-3  # [ours]
+    c.optim.prior.warmup = 100  # [ours]
+    c.optim.prior.weight_decay = 0.0  # [ours]
     c.lsgm.stage1_steps = 2000  # [ours]
     c.lsgm.stage2_steps = 3000  # [ours]
     c.training.batch_size = 128  # [README] stage 2 batch 128

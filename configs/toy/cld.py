@@ -5,11 +5,11 @@ Sources: [paper] Dockhorn, Vahdat & Kreis, ICLR 2022; [code] nv-tlabs/CLD-SGM
 (the official toy run is 800k iterations of batch 512).
 """
 
-from configs.base import base_config
+from configs.base import cld_config
 
 
 def get_config():
-    c = base_config()
+    c = cld_config()
     c.data.name = "25gaussians"  # [ours] the mode-coverage benchmark (code: swissroll / diamond)
 
     c.process.name = "cld"
@@ -26,7 +26,7 @@ def get_config():
     c.objective.t_min = 1e-5  # [code] loss_eps 1e-5
     c.objective.reduce = "sum"  # [code] summed over dimensions
 
-    c.model.name = "mlp"  # [code] toy mlp gets raw t; here the runner's residual MLP
+    c.model.name = "mlp_score"  # [code] toy mlp gets raw t; here the runner's residual MLP
     c.model.hidden = 256  # [ours] (code: 4 x 128 SiLU)
     c.model.depth = 3  # [ours]
     c.model.embedding = "fourier"

@@ -3,19 +3,18 @@
 Sources: [paper] Xiao et al. 2022 App. C.5 (G and D are 3-layer MLPs of 512 units, batch 512,
 50k iterations); [code] official ``train_ddgan.py`` defaults; [ours] values chosen here so the run
 fits in a few minutes on 2 CPU cores. The networks take Fourier features of the coordinates
-and the generator has a linear skip (``jaxdiff.methods.ddgan_nets``): plain MLPs stayed blurry at
+and the generator has a linear skip (``jaxdiff.nets.fourier_mlp``): plain MLPs stayed blurry at
 this budget, and without the skip the generator ignored x_t. Through the CLI this config reaches
 25/25 modes with 88-89% high-quality samples (docs/ddgan.md).
 """
 
 import ml_collections
 
-from configs.base import base_config
+from configs.base import ddgan_config
 
 
 def get_config():
-    c = base_config()
-    c.method = "ddgan"
+    c = ddgan_config()
     c.data.kind = "toy"
     c.data.name = "25gaussians"  # [paper] App. C.5: the 25-Gaussian mixture
 
@@ -28,12 +27,12 @@ def get_config():
     # [ours] the chain runs on data_scale * x (samples are scaled back): at 2 the last step's
     # posterior over x0 given x_1 is nearly one mode (noise 0.48 in data units vs half-spacing 1)
     c.ddgan.data_scale = 2.0
-    c.ddgan.lr_g = 2e-3  # [ours] short CPU run (README CIFAR-10: 1.6e-4); best of a small sweep
-    c.ddgan.lr_d = 1e-3  # [ours] lr_D < lr_G as in every README command
+    c.optim.lr = 2e-3  # [ours] short CPU run (README CIFAR-10: 1.6e-4); best of a small sweep
+    c.optim.lr_d = 1e-3  # [ours] lr_D < lr_G as in every README command
     c.ddgan.r1_gamma = 0.2  # [ours] code default 0.05; 0.2 was better in the sweep
     c.ddgan.lazy_reg = 1  # [code] --lazy_reg default None: R1 every step
     c.ddgan.disc = ml_collections.ConfigDict()
-    c.ddgan.disc.name = "fourier_mlp_discriminator"  # [ours] methods/ddgan_nets (paper: MLP)
+    c.ddgan.disc.name = "fourier_mlp_discriminator"  # [ours] nets/fourier_mlp (paper: MLP)
     c.ddgan.disc.hidden = 256  # [ours] paper: 512 (App. C.5); smaller for 2 CPU cores
     c.ddgan.disc.depth = 3  # [paper] 3-layer MLP
     c.ddgan.disc.t_emb_dim = 32  # [ours]
@@ -41,14 +40,14 @@ def get_config():
     c.ddgan.disc.length = 8.0  # [ours] half the scaled data range [-8, 8]
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = "fourier_mlp_generator"  # [ours] methods/ddgan_nets (paper: plain MLP)
+    c.model.name = "fourier_mlp_generator"  # [ours] nets/fourier_mlp (paper: plain MLP)
     c.model.hidden = 256  # [ours] paper: 512 (App. C.5)
     c.model.depth = 3  # [paper] 3-layer MLP
     c.model.t_emb_dim = 32  # [ours]
     c.model.octaves = 7  # [ours]
     c.model.length = 8.0  # [ours]
     # [ours] x0 = c_t x_t + F(...), c_t the Wiener coefficient for data of this per-coordinate
-    # variance (the grid {-4..4}^2 has variance 8); 0 disables. See methods/ddgan_nets.py.
+    # variance (the grid {-4..4}^2 has variance 8); 0 disables. See nets/fourier_mlp.py.
     c.model.skip_data_var = 8.0
 
     c.optim.b1 = 0.5  # [code] Adam beta1
@@ -65,9 +64,6 @@ def get_config():
     c.training.ckpt_every = 2000
     c.training.ema_decay = 0.99  # [ours] README 0.9999 is far too slow for 3k steps
 
-    c.sampling.sampler = "ddgan"  # informational: DDGAN samples along its own T-step chain
-    c.sampling.steps = 4  # = num_timesteps (NFE = T)
     c.sampling.num = 5000
     c.eval.num_samples = 5000
-    c.eval.likelihood = False
     return c

@@ -7,7 +7,7 @@ pipeline on 2 CPU cores in a few minutes. Sources: [paper]/[code]/[README] as in
 
 import ml_collections
 
-from configs.base import base_config
+from configs.base import drop, lsgm_config
 
 
 def lsgm_section() -> ml_collections.ConfigDict:
@@ -30,47 +30,54 @@ def lsgm_section() -> ml_collections.ConfigDict:
     c.sr_vae = 0.0  # spectral regularisation lambda, VAE [README: 1e-2]; off for the toy MLPs
     c.sr_prior = 0.0  # SGM [README: 1e-2 / 0 / 1e-3 per dataset]
     c.update_q_ema = False  # [README] only the CelebA-HQ disjoint recipe
-    c.ema_decay = 0.999  # [ours] (paper: 0.9999 on the SGM, too slow for a few k steps)
-    c.vae_optim = ml_collections.ConfigDict()
-    c.vae_optim.lr_stage1 = 2e-3  # [ours] (paper stage 1: Adamax 1e-2 -> 1e-4, here Adam)
-    c.vae_optim.min_lr_stage1 = 1e-4  # [code] --learning_rate_min 1e-4
-    c.vae_optim.warmup_stage1 = 100  # [ours] (paper: 5 epochs)
-    c.vae_optim.lr = 5e-4  # [ours] (paper stage 2: --learning_rate_vae 1e-4)
-    c.vae_optim.min_lr = 1e-5  # [code] --learning_rate_min_vae 1e-5
-    c.vae_optim.eps = 1e-3  # [code] Adam eps 1e-3 for the VAE
-    c.vae_optim.weight_decay = 0.0  # [ours] (paper: 3e-4 L2)
-    c.prior_optim = ml_collections.ConfigDict()
-    c.prior_optim.lr = 1e-3  # [ours] (paper: --learning_rate_dae 3e-4 MNIST, 1e-4 CIFAR)
-    c.prior_optim.eps = 1e-4  # [code] Adam eps 1e-4 for the SGM
-    c.prior_optim.warmup = 100  # [ours] (paper: 20 epochs MNIST)
-    c.prior_optim.weight_decay = 0.0  # [ours] (paper: 3e-4 L2)
     return c
 
 
+def lsgm_optim() -> ml_collections.ConfigDict:
+    """LSGM's two optimisers (``optim.vae``, ``optim.prior``) with LSGM's defaults."""
+    o = ml_collections.ConfigDict()
+    o.vae = ml_collections.ConfigDict()
+    o.vae.lr_stage1 = 2e-3  # [ours] (paper stage 1: Adamax 1e-2 -> 1e-4, here Adam)
+    o.vae.min_lr_stage1 = 1e-4  # [code] --learning_rate_min 1e-4
+    o.vae.warmup_stage1 = 100  # [ours] (paper: 5 epochs)
+    o.vae.lr = 5e-4  # [ours] (paper stage 2: --learning_rate_vae 1e-4)
+    o.vae.min_lr = 1e-5  # [code] --learning_rate_min_vae 1e-5
+    o.vae.eps = 1e-3  # [code] Adam eps 1e-3 for the VAE
+    o.vae.weight_decay = 0.0  # [ours] (paper: 3e-4 L2)
+    o.prior = ml_collections.ConfigDict()
+    o.prior.lr = 1e-3  # [ours] (paper: --learning_rate_dae 3e-4 MNIST, 1e-4 CIFAR)
+    o.prior.eps = 1e-4  # [code] Adam eps 1e-4 for the SGM
+    o.prior.warmup = 100  # [ours] (paper: 20 epochs MNIST)
+    o.prior.weight_decay = 0.0  # [ours] (paper: 3e-4 L2)
+
+    return o
+
+
 def get_config():
-    c = base_config()
-    c.method = "lsgm"
+    c = lsgm_config()
     c.data.kind = "toy"
     c.data.name = "25gaussians"
     c.process.name = "vp"
     c.process.schedule = "geometric"  # [paper] App. B geometric VPSDE
+    drop(c, "process.beta_min", "process.beta_max")  # not the geometric schedule's
     c.process.sigma2_min = 3e-5  # [code] --sigma2_min 3e-5
     c.process.sigma2_max = 0.999  # [code] --sigma2_max 0.999
 
     c.lsgm = lsgm_section()
+    c.optim = lsgm_optim()
     c.lsgm.vae = ml_collections.ConfigDict()
-    c.lsgm.vae.name = "toy_vae"  # [ours] methods/lsgm_nets.ToyVAE (MLP encoder / decoder)
+    c.lsgm.vae.name = "toy_vae"  # [ours] nets/flat_vae.ToyVAE (MLP encoder / decoder)
     c.lsgm.vae.latent_dim = 2  # [ours]
     c.lsgm.vae.hidden = 256  # [ours]
     c.lsgm.vae.depth = 3  # [ours]
     # the toy latent is far from Normal: a larger initial alpha and prior lr than published
     c.lsgm.mixing_logit_init = -1.0  # [ours] (published -3 / -6: alpha stays ~0.05 here)
-    c.lsgm.prior_optim.lr = 2e-3  # [ours]
+    c.optim.prior.lr = 2e-3  # [ours]
     # Stage 2 keeps sharpening the posterior (rate 3.6 -> 4.9 nats, recon -0.2 -> -4.5 nats over
     # 10k steps); samples are decoder means, smeared by posterior noise x decoder slope until
     # then (docs/lsgm.md, "Why the samples were smeared"): a long stage 2 at the stage-1 lr.
     c.lsgm.stage2_steps = 10000  # [ours] (4000: 44 % high-quality samples)
-    c.lsgm.vae_optim.lr = 2e-3  # [ours] (paper stage 2: 1e-4; 5e-4 here: 72 % after 8k steps)
+    c.optim.vae.lr = 2e-3  # [ours] (paper stage 2: 1e-4; 5e-4 here: 72 % after 8k steps)
     c.lsgm.score = ml_collections.ConfigDict()
     c.lsgm.score.name = "mlp_score"  # [ours] nets/mlp.MLPScoreNet
     c.lsgm.score.hidden = 256  # [ours]

@@ -87,7 +87,7 @@ class ImageData:
     def batch(
         self, step: int, batch_size: int, *, process_index: int = 0, process_count: int = 1
     ) -> dict[str, Float[np.ndarray, "b h w c"]]:
-        """This process's slice of the global batch of ``step``: ``{"image": [b, h, w, c]}``.
+        """This process's slice of the global batch of ``step``: ``{"x": [b, h, w, c]}``.
 
         Images are float32 in [-1, 1] ({-1, 1} when binarised).
         """
@@ -101,7 +101,7 @@ class ImageData:
                 images[i] = images[i, :, ::-1]
             if self.binarize:
                 images[i] = rng.random(images.shape[1:], dtype=np.float32) < images[i]
-        return {"image": 2 * images - 1}
+        return {"x": 2 * images - 1}
 
 
 # ----------------------------------------------------------------------------------------------

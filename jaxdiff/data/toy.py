@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import zipfile
 from collections.abc import Callable
 
 import equinox as eqx
@@ -254,6 +255,50 @@ class ToyData:
         key = jax.random.fold_in(jax.random.key(self.seed), step)
         x = np.asarray(self.sample(key, batch_size), dtype=np.float32)
         return {"x": x[sl]}
+
+
+class PointData:
+    """The user's own points: an ``(N, d)`` float array in an ``.npz`` (key ``x``, ``points`` or
+    the file's only array), with the toy sets' interface.
+
+    The global batch of step ``s`` draws ``batch_size`` indices uniformly with replacement from
+    ``fold_in(key(seed), s)``: a pure function of (seed, step), as for the toy sets. ``sample``
+    draws held-out-style batches the same way from any key.
+    """
+
+    def __init__(self, path: str, seed: int = 0):
+        try:
+            with np.load(path) as f:
+                names = [k for k in ("x", "points") if k in f.files]
+                names = names or (list(f.files) if len(f.files) == 1 else [])
+                if not names:
+                    raise KeyError(f"{path} holds arrays {f.files}; name the (N, d) array 'x'")
+                points = np.asarray(f[names[0]])
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:  # missing, truncated
+            raise ValueError(f"cannot read points from {path!r}: {e}") from e
+        if points.ndim != 2 or not np.issubdtype(points.dtype, np.floating):
+            raise ValueError(
+                f"{path} must hold an (N, d) float array; got {points.dtype} {points.shape}"
+            )
+        if not np.all(np.isfinite(points)):
+            raise ValueError(f"{path} holds NaN or infinite values")
+        self.points = points.astype(np.float32)
+        self.seed = seed
+        self.shape: tuple[int, ...] = (points.shape[1],)
+        self.num_examples: int | None = points.shape[0]
+        self.mixture = None
+
+    def sample(self, key: Key[Array, ""], n: int) -> Float[Array, "n d"]:
+        idx = jax.random.randint(key, (n,), 0, self.points.shape[0])
+        return jnp.asarray(self.points)[idx]
+
+    def batch(
+        self, step: int, batch_size: int, *, process_index: int = 0, process_count: int = 1
+    ) -> dict[str, Float[np.ndarray, "b d"]]:
+        """This process's slice of the global batch of ``step``: ``{"x": float32 [b, d]}``."""
+        sl = process_slice(batch_size, process_index, process_count)
+        key = jax.random.fold_in(jax.random.key(self.seed), step)
+        return {"x": np.asarray(self.sample(key, batch_size))[sl]}
 
 
 def process_slice(batch_size: int, process_index: int, process_count: int) -> slice:

@@ -5,9 +5,9 @@ A generator ``G(x_{t+1}, t, z) -> x0`` (z ~ N(0, I_nz)) defines the implicit den
 against a time-conditional discriminator ``D(x_t, x_{t+1}, t)`` on T <= 8 large steps of the
 discrete VP chain (``jaxdiff.processes.discrete``). Labels t are 0-based (the less noisy member).
 
-``train_step`` is the official alternating update in one pure function: a D step on a real pair
-and a fake pair (+ lazy R1 on the real x_t), then a G step on a *fresh* t, pair and z against the
-updated D, then the EMA of G. The trainer jits and shards it like any other method's step.
+A step is the official alternating update in two phases that the trainer runs in order: a D
+step on a real pair and a fake pair (+ lazy R1 on the real x_t), then a G step on a *fresh* t,
+pair and z against the updated D, then the EMA of G (``jaxdiff.train.step``).
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 from jaxtyping import Array, Float, Int, Key
 
-from jaxdiff.methods.base import Method
+from jaxdiff import rng
 from jaxdiff.nets.functional import PureNet, ShapeOnlyRngs, functional, init_params
 from jaxdiff.objectives.ddgan import d_loss, g_loss, lazy_r1_penalty
 from jaxdiff.processes.discrete import DiscreteChain
-from jaxdiff.train.state import TrainState, apply_gradients, create_state, next_step
+from jaxdiff.train.protocol import Method, PhaseGrads
+from jaxdiff.train.sampling import draw
+from jaxdiff.train.state import TrainState, create_state
 
 GFn = Callable[[Array, Int[Array, " b"], Float[Array, "b nz"]], Array]
 
@@ -93,44 +94,6 @@ def slerp(
 
 
 # ----------------------------------------------------------------------------------------------
-# Networks from the config: the module zoo's ``build_net`` (its table of constructors), plus the
-# Fourier-feature toy nets of ``ddgan_nets`` (ours)
-
-
-def _local_nets() -> dict[str, Callable[..., nnx.Module]]:
-    from jaxdiff.methods.ddgan_nets import FourierMLPDiscriminator, FourierMLPGenerator
-
-    return {
-        "fourier_mlp_generator": FourierMLPGenerator,
-        "fourier_mlp_discriminator": FourierMLPDiscriminator,
-    }
-
-
-def build_net(cfg, rngs: nnx.Rngs, **overrides: Any) -> nnx.Module:
-    """A G or D from its config section (``name`` + keyword arguments) and data-given overrides."""
-    local = _local_nets()
-    if cfg.name in local:
-        kw = {k: v for k, v in cfg.items() if k not in ("name", "dtype", "skip_data_var")}
-        kw.update({k: v for k, v in overrides.items() if k != "dtype"})
-        return local[cfg.name](**kw, rngs=rngs)
-    from jaxdiff.nets import zoo
-
-    return zoo.build_net(cfg, seed=rngs.params(), **overrides)
-
-
-def _net_overrides(name: str, data_shape: tuple[int, ...], dtype, nz: int | None) -> dict:
-    """The keyword arguments fixed by the data (and nz) rather than by the config."""
-    if name in _local_nets() and len(data_shape) > 1:  # images through the flattening MLPs
-        dim = int(np.prod(data_shape))
-        return {"dim": dim, "image_shape": data_shape, **({"nz": nz} if nz is not None else {})}
-    if len(data_shape) == 1:  # toy MLPs
-        return {"dim": data_shape[0], **({"nz": nz} if nz is not None else {})}
-    if nz is not None:  # the NCSN++ generator
-        return {"image_size": data_shape[0], "in_ch": data_shape[-1], "nz": nz, "dtype": dtype}
-    return {"channels": data_shape[-1], "dtype": dtype}
-
-
-# ----------------------------------------------------------------------------------------------
 # The method
 
 
@@ -172,8 +135,8 @@ class DDGANMethod(Method):
     ):
         self.chain = chain
         self.make_g, self.make_d = make_g, make_d
-        self.tx_g, self.tx_d = tx_g, tx_d
-        self.ema_decay = ema_decay
+        self.optimizers = {"G": tx_g, "D": tx_d}
+        self.ema_decay = {"G": float(ema_decay)}
         self.data_shape = tuple(data_shape)
         self.nz = nz
         self.r1_gamma = float(r1_gamma)
@@ -184,57 +147,6 @@ class DDGANMethod(Method):
         # shapes only: ShapeOnlyRngs keeps abstract construction linear in depth
         self.G: PureNet = functional(nnx.eval_shape(lambda: make_g(ShapeOnlyRngs(0))))[0]
         self.D: PureNet = functional(nnx.eval_shape(lambda: make_d(ShapeOnlyRngs(0))))[0]
-        self._sample_jit = jax.jit(self._sample_chunk, static_argnums=(2,))
-
-    @classmethod
-    def from_config(cls, config, data_shape: tuple[int, ...] | None = None) -> DDGANMethod:
-        """The method from a DDGAN config (``configs/ddgan/*.py``, ``configs/toy/ddgan.py``).
-
-        ``data_shape`` (one example) defaults to the configured data's (which reads the data).
-        """
-        from jaxdiff.build import compute_dtype, example_shape
-        from jaxdiff.train.state import make_optimizer
-
-        dd, opt = config.ddgan, config.optim
-        shape = tuple(data_shape) if data_shape is not None else example_shape(config)
-        dtype = compute_dtype(config)
-        chain = DiscreteChain.vp(
-            dd.num_timesteps, dd.get("beta_min", 0.1), dd.get("beta_max", 20.0), dd.get("eps", 1e-3)
-        )
-        g_kw = _net_overrides(config.model.name, shape, dtype, dd.nz)
-        d_kw = _net_overrides(dd.disc.name, shape, dtype, None)
-        if config.model.get("skip_data_var", None):  # toy G's linear skip, in chain units
-            var = config.model.skip_data_var * dd.get("data_scale", 1.0) ** 2
-            g_kw["skip_coefs"] = tuple(float(c) for c in chain.linear_x0_coefs(var))
-
-        def tx(lr):
-            return make_optimizer(
-                lr,
-                b1=opt.b1,
-                b2=opt.b2,
-                eps=opt.get("eps", 1e-8),
-                grad_clip=opt.get("grad_clip", 0.0) or None,
-                warmup=opt.get("warmup", 0),
-                schedule=opt.get("schedule", "cosine"),
-                total_steps=config.training.num_steps,
-                min_lr=opt.get("min_lr", 1e-5),
-            )
-
-        return cls(
-            chain,
-            functools.partial(build_net, config.model, **g_kw),
-            functools.partial(build_net, dd.disc, **d_kw),
-            tx(dd.lr_g),
-            tx(dd.lr_d),
-            config.training.ema_decay,
-            shape,
-            dd.nz,
-            dd.r1_gamma,
-            dd.get("lazy_reg", None) or None,
-            sample_batch=config.sampling.get("batch_size", None) or None,
-            eval_samples=config.eval.get("num_samples", 5000),
-            data_scale=dd.get("data_scale", 1.0),
-        )
 
     # -- hooks -----------------------------------------------------------------------------------
 
@@ -242,91 +154,70 @@ class DDGANMethod(Method):
         del batch
         k_g, k_d = jax.random.split(key)
         g, d = init_params(self.make_g, k_g), init_params(self.make_d, k_d)
-        return create_state({"G": g, "D": d}, {"G": self.tx_g, "D": self.tx_d}, ema_groups=("G",))
+        return create_state({"G": g, "D": d}, self.optimizers, ema_groups=("G",))
 
     def g_fn(self, params) -> GFn:
         return functools.partial(self.G.apply, params)
 
-    def _fake(self, g_params, key, x_next, t):
-        """A fake x_t: posterior sample given x0 = G(x_{t+1}, t, z), z fresh."""
-        k_z, k_p = jax.random.split(key)
-        z = jax.random.normal(k_z, (x_next.shape[0], self.nz), jnp.float32)
+    def _fake(self, g_params, keys, x_next, t):
+        """A fake x_t: posterior sample given x0 = G(x_{t+1}, t, z), z fresh (per-example keys)."""
+        k_z, k_p = rng.split(keys)
+        z = rng.normal(k_z, (x_next.shape[0], self.nz))
         x0 = self.G.apply(g_params, x_next, t, z)
         return self.chain.posterior_sample(k_p, x0, x_next, t)
 
-    def train_step(
-        self, state: TrainState, batch: dict[str, Any], key: jax.Array
-    ) -> tuple[TrainState, dict[str, jax.Array]]:
-        x0 = jnp.asarray(batch["x"] if "x" in batch else batch["image"], jnp.float32)
-        x0 = x0 * self.data_scale
+    @property
+    def phases(self) -> tuple[tuple[str, ...], ...]:
+        return (("D",), ("G",))
+
+    def grads(self, phase: int, state: TrainState, batch: dict[str, Any], keys: jax.Array):
+        x0 = jnp.asarray(batch["x"], jnp.float32) * self.data_scale
         b = x0.shape[0]
-        k_dt, k_dp, k_df, k_gt, k_gp, k_gf = jax.random.split(key, 6)
+        k_t, k_p, k_f = rng.split(keys, 3)
         chain, D = self.chain, self.D
+        t = chain.labels(k_t, b)
+        x_t, x_next = chain.q_pair(k_p, x0, t)
+        if phase == 0:
+            # D step, Eq. (5): real pair by ancestral sampling, fake x_t from the posterior at
+            # G's x0
+            x_fake = jax.lax.stop_gradient(self._fake(state.params["G"], k_f, x_next, t))
 
-        # D step, Eq. (5): real pair by ancestral sampling, fake x_t from the posterior at G's x0
-        t = chain.labels(k_dt, b)
-        x_t, x_next = chain.q_pair(k_dp, x0, t)
-        x_fake = jax.lax.stop_gradient(self._fake(state.params["G"], k_df, x_next, t))
+            def d_objective(d_params):
+                def d_real(x):  # D as a function of the real x_t only (R1 target)
+                    return D.apply(d_params, x, x_next, t)
 
-        def d_objective(d_params):
-            def d_real(x):  # D as a function of the real x_t only (R1 target)
-                return D.apply(d_params, x, x_next, t)
+                real, fake = d_real(x_t), D.apply(d_params, x_fake, x_next, t)
+                loss, parts = d_loss(real, fake)
+                r1 = lazy_r1_penalty(d_real, x_t, self.r1_gamma, state.step, self.lazy_reg)
+                aux = {
+                    **parts,
+                    "d_loss": loss,
+                    "r1": r1,
+                    "d_real_logit": jnp.mean(real),
+                    "d_fake_logit": jnp.mean(fake),
+                }
+                return loss + r1, aux
 
-            real, fake = d_real(x_t), D.apply(d_params, x_fake, x_next, t)
-            loss, parts = d_loss(real, fake)
-            r1 = lazy_r1_penalty(d_real, x_t, self.r1_gamma, state.step, self.lazy_reg)
-            aux = {
-                **parts,
-                "r1": r1,
-                "d_real_logit": jnp.mean(real),
-                "d_fake_logit": jnp.mean(fake),
-            }
-            return loss + r1, aux
+            (_, aux), g = jax.value_and_grad(d_objective, has_aux=True)(state.params["D"])
+            return PhaseGrads({"D": g}, {"loss": aux["d_loss"], **aux})
 
-        (loss_d, aux), grads = jax.value_and_grad(d_objective, has_aux=True)(state.params["D"])
-        state, m_d = apply_gradients(state, "D", grads, self.tx_d)
-
-        # G step, non-saturating: fresh t, pair and z against the updated (frozen) D
-        t = chain.labels(k_gt, b)
-        _, x_next = chain.q_pair(k_gp, x0, t)
+        # G step, non-saturating: fresh t, pair and z (the trainer folds the phase into the
+        # keys) against the updated (frozen) D
         d_params = state.params["D"]
 
         def g_objective(g_params):
-            x_fake = self._fake(g_params, k_gf, x_next, t)
-            return g_loss(D.apply(d_params, x_fake, x_next, t))
+            return g_loss(D.apply(d_params, self._fake(g_params, k_f, x_next, t), x_next, t))
 
-        loss_g, grads = jax.value_and_grad(g_objective)(state.params["G"])
-        state, m_g = apply_gradients(state, "G", grads, self.tx_g, self.ema_decay)
-        metrics = {"loss": loss_d + loss_g, "d_loss": loss_d, "g_loss": loss_g, **aux, **m_d, **m_g}
-        return next_step(state), metrics
+        loss_g, g = jax.value_and_grad(g_objective)(state.params["G"])
+        return PhaseGrads({"G": g}, {"loss": loss_g, "g_loss": loss_g})
 
-    def _sample_chunk(self, params, key, num: int):
+    def sampling_params(self, state: TrainState) -> Any:
+        return state.ema["G"] if "G" in state.ema else state.params["G"]
+
+    def sample_fn(self, params, key, num: int):
+        """``num`` samples x0 (T network calls each, fresh z per step) and NFE = T."""
         x = ddgan_sample(self.chain, self.g_fn(params), key, (num, *self.data_shape), self.nz)
-        return x / self.data_scale
-
-    def sample(
-        self,
-        state: TrainState,
-        key: jax.Array,
-        num: int,
-        *,
-        use_ema: bool = True,
-        batch_size: int | None = None,
-        **unused: Any,
-    ) -> tuple[Float[Array, "n ..."], dict[str, Any]]:
-        """``num`` samples x0 (T network calls each, fresh z per step) with the EMA of G.
-
-        Returns ``(samples (num, *data_shape), {'nfe': T})``. Extra options of other methods'
-        samplers (``steps``, ``sampler``, ...) are ignored: DDGAN's grid is its chain.
-        """
-        params = state.ema["G"] if use_ema and "G" in state.ema else state.params["G"]
-        bs = batch_size or self.sample_batch or num
-        out = []
-        for i, start in enumerate(range(0, num, bs)):
-            n = min(bs, num - start)
-            out.append(self._sample_jit(params, jax.random.fold_in(key, i), n))
-        samples = out[0] if len(out) == 1 else jnp.concatenate(out)
-        return samples, {"nfe": self.chain.num_steps}
+        return x / self.data_scale, jnp.asarray(self.chain.num_steps, jnp.int32)
 
     def interpolate(
         self,
@@ -371,5 +262,6 @@ class DDGANMethod(Method):
         from jaxdiff.eval.metrics import toy_metrics
 
         k_s, k_m = jax.random.split(key)
-        samples, info = self.sample(state, k_s, self.eval_samples)
-        return {**toy_metrics(k_m, samples, source), "nfe": float(info["nfe"])}
+        params = self.sampling_params(state)
+        samples, info = draw(self.sample_fn, params, k_s, self.eval_samples, self.sample_batch)
+        return {**toy_metrics(k_m, jnp.asarray(samples), source), "nfe": float(info["nfe"])}

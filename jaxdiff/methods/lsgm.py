@@ -1,9 +1,9 @@
 """LSGM (Vahdat, Kreis & Kautz, NeurIPS 2021) as trainer hooks: a VAE with a latent score prior.
 
 Parameter groups ``('vae', 'prior')``; ``prior`` = {'net': eps' network, 'mixing_logit': (C,)},
-with its own optimiser (Adam eps 1e-4, constant lr) and EMA; the VAE's optimiser is Adam with
-eps 1e-3 and a per-stage cosine schedule. Stages are switched by step counts, inside the jitted
-step (``lax.switch``), so the shared trainer resumes across them from any checkpoint:
+each with its own optimiser (``jaxdiff.build``: Adam with L2 decay, eps 1e-3 / 1e-4, the VAE's lr
+per stage) and an EMA of the prior. Stages are switched by step counts inside the jitted step
+(``lax.switch``), so the shared trainer resumes across them from any checkpoint:
 
 1. steps [0, stage1_steps): the VAE with a N(0, I) prior, KL warm-up (NVAE objective);
 2. then ``stage2_steps``: end to end, the encoder on the likelihood-weighted ELBO (Sec. 3.1), the
@@ -11,14 +11,17 @@ step (``lax.switch``), so the shared trainer resumes across them from any checkp
 3. optionally from ``stage1_steps + stage2_steps``: a freshly initialised score model trained on
    the frozen VAE (LSGM's CelebA-HQ stage 3; here with the stage-2 prior's architecture).
 
+The trainer updates a group only in the stages that train it (``PhaseGrads.active``).
 Sampling: the probability-flow ODE in latent space (any shared sampler; adaptive Dormand-Prince
 at rtol = atol = 1e-5 by default), then the decoder mean (Sec. 3, App. E).
 """
 
 from __future__ import annotations
 
-import functools
+import copy
+import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -26,60 +29,105 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jaxtyping import Array, Float
+from jaxtyping import Array
 
-from jaxdiff.methods import lsgm_nets as N
-from jaxdiff.methods.base import Method
+from jaxdiff import rng
+from jaxdiff.methods.sampling import SamplingSpec
 from jaxdiff.nets.functional import functional, init_params
 from jaxdiff.nets.layers import norm_scale_penalty, spectral_regularizer, spectral_state_init
+from jaxdiff.objectives import decoders as N
 from jaxdiff.objectives import lsgm as L
+from jaxdiff.objectives.parameterisation import LSGMMixed
 from jaxdiff.processes.scalar import VP
 from jaxdiff.solvers.likelihood import log_likelihood
-from jaxdiff.solvers.samplers import get_sampler, sample
-from jaxdiff.train.state import TrainState, apply_gradients, next_step
+from jaxdiff.train.protocol import Method, PhaseGrads
+from jaxdiff.train.sampling import draw
+from jaxdiff.train.state import TrainState
 
 METRICS = ("loss", "nelbo", "recon", "kl", "kl_coeff", "p_loss", "alpha", "stage")
 
 
-def adam_l2(lr: optax.Schedule, eps: float, weight_decay: float = 0.0, clip: float = 0.0):
-    """PyTorch-style Adam with L2 weight decay (LSGM's optimisers), optional norm clipping."""
-    parts = [optax.clip_by_global_norm(clip)] if clip else []
-    if weight_decay:
-        parts.append(optax.add_decayed_weights(weight_decay))
-    parts += [optax.scale_by_adam(eps=eps), optax.scale_by_learning_rate(lr)]
-    return optax.chain(*parts)
+@dataclasses.dataclass(frozen=True)
+class LSGMSettings:
+    """LSGM's training options (the ``lsgm`` config section; defaults in configs/toy/lsgm.py).
 
+    likelihood: decoder p(x | z_0): gaussian | bernoulli | logistic.
+    stage1_steps, stage2_steps, stage3: the stages above.
+    kl_min, kl_max_stage1, kl_anneal_portion: stage 1's linear KL warm-up.
+    cont_kl_anneal, cont_kl_portion: stage 2's warm-up kl_max_stage1 -> 1.
+    sr_vae, sr_prior: spectral-regularisation weights (0: off).
+    mixing_logit_init: initial logit of the mixed score's per-channel weight.
+    update_q_ema: the encoder's objective uses the prior's EMA (separate objectives only).
+    """
 
-def _cosine(lr: float, min_lr: float, steps: int, warmup: int = 0) -> optax.Schedule:
-    decay = optax.cosine_decay_schedule(lr, max(steps - warmup, 1), alpha=min_lr / lr)
-    if warmup <= 0:
-        return decay
-    return optax.join_schedules([optax.linear_schedule(lr / warmup, lr, warmup), decay], [warmup])
+    likelihood: str = "gaussian"
+    stage1_steps: int = 0
+    stage2_steps: int = 1
+    stage3: bool = False
+    kl_min: float = 1e-4
+    kl_max_stage1: float = 0.7
+    kl_anneal_portion: float = 1.0
+    cont_kl_anneal: bool = True
+    cont_kl_portion: float = 0.1
+    sr_vae: float = 0.0
+    sr_prior: float = 0.0
+    mixing_logit_init: float = -3.0
+    update_q_ema: bool = False
 
 
 class LSGMMethod(Method):
-    """LSGM's trainer hooks; build it with :meth:`from_config`. See the module docstring."""
+    """LSGM's trainer hooks (build it with ``jaxdiff.build.build_method``); see the module
+    docstring.
+
+    Args:
+      settings: the stages, KL warm-ups and regularisers.
+      process: the latent SDE (VP).
+      objective: ``LSGMObjective`` (q's and p's time sampling and weighting).
+      make_vae, make_net: ``make(rngs) -> nnx.Module`` for the VAE and the latent eps' network.
+      tx_vae, tx_prior: the two optimisers; ema_decay: EMA of the prior.
+      data_shape: one example's shape.
+      sampling: latent sampler and grid; temp: temperature of the Normal groups outside the prior.
+      dropout: whether the score network uses dropout.
+      eval_samples, eval_examples, sample_batch, eval_likelihood: sizes used by evaluate.
+      divergence: of the likelihood's ODE (None: exact for latents of <= 16 dimensions, else
+        Gaussian Hutchinson).
+    """
 
     groups = ("vae", "prior")
 
-    def __init__(self, config, data_shape: tuple[int, ...]):
-        from jaxdiff.build import build_process, compute_dtype
-
-        c = config.lsgm
-        self.c = c
+    def __init__(
+        self,
+        settings: LSGMSettings,
+        process: VP,
+        objective: L.LSGMObjective,
+        make_vae: Callable[[nnx.Rngs], nnx.Module],
+        make_net: Callable[[nnx.Rngs], nnx.Module],
+        tx_vae: optax.GradientTransformation,
+        tx_prior: optax.GradientTransformation,
+        ema_decay: float,
+        data_shape: tuple[int, ...],
+        sampling: SamplingSpec,
+        temp: float = 1.0,
+        dropout: bool = False,
+        eval_samples: int = 5000,
+        eval_examples: int = 1000,
+        sample_batch: int | None = None,
+        eval_likelihood: bool = True,
+        divergence: str | None = None,
+    ):
+        c = self.c = settings
         self.data_shape = tuple(data_shape)
         self.likelihood = c.likelihood
-        self.process: VP = build_process(config.process)
-        self.objective = L.LSGMObjective(
-            self.process, c.q_sampling, c.p_weighting, c.p_sampling, float(c.t_min)
-        )
+        self.process = process
+        self.objective = objective
         self.s1 = int(c.stage1_steps)
         self.s2 = self.s1 + int(c.stage2_steps)
-        self.stage3 = bool(c.get("stage3", False))
-        self.sampling = dict(config.sampling)
-        self.eval_cfg = dict(config.eval)
-        dtype = compute_dtype(config)
-        self._make_vae = functools.partial(N.make_vae, c.vae, self.data_shape, c.likelihood, dtype)
+        self.stage3 = bool(c.stage3)
+        self.sampling, self.temp = sampling, float(temp)
+        self.eval_samples, self.eval_examples = eval_samples, eval_examples
+        self.sample_batch, self.eval_likelihood = sample_batch, eval_likelihood
+        self.divergence = divergence
+        self._make_vae = make_vae
         vae = nnx.eval_shape(lambda: self._make_vae(nnx.Rngs(0)))
         self.vae_graph = functional(vae)[0].graphdef
         found: dict[str, Any] = {}
@@ -95,36 +143,18 @@ class LSGMMethod(Method):
         self.top_shape = tuple(top.shape[1:])
         self.n_top = found["n_top"]
         self.rest_shapes = [tuple(z.shape[1:]) for z in zs[self.n_top :]]
-        self._make_net = functools.partial(N.make_score_net, c.score, self.top_shape, dtype)
+        self._make_net = make_net
         net = nnx.eval_shape(lambda: self._make_net(nnx.Rngs(0)))
         self.net_graph = functional(net)[0].graphdef
-        self.dropout = float(c.score.get("dropout", 0.0)) > 0
-        # optimisers: the VAE's lr follows stage 1 then stage 2; the prior's starts at stage 2
-        v, p = c.vae_optim, c.prior_optim
-        s2_len = max(self.s2 - self.s1, 1)
-        vae_lr = optax.join_schedules(
-            [
-                _cosine(v.lr_stage1, v.min_lr_stage1, max(self.s1, 1), v.warmup_stage1),
-                _cosine(v.lr, v.min_lr, s2_len, v.get("warmup", 0)),
-            ],
-            [self.s1],
-        )
-        self.tx_vae = adam_l2(vae_lr, v.eps, v.weight_decay, v.get("grad_clip", 0.0))
-        prior_lr = optax.join_schedules(
-            [
-                optax.linear_schedule(p.lr / max(p.warmup, 1), p.lr, max(p.warmup, 1)),
-                optax.constant_schedule(p.lr),
-            ],
-            [max(p.warmup, 1)],
-        )
-        self.tx_prior = adam_l2(prior_lr, p.eps, p.weight_decay, p.get("grad_clip", 0.0))
-        self.ema_decay = float(c.ema_decay)
+        self.dropout = dropout
+        self.optimizers = {"vae": tx_vae, "prior": tx_prior}
+        self.ema_decay = {"prior": float(ema_decay)}
 
-    @classmethod
-    def from_config(cls, config, data_shape: tuple[int, ...] | None = None) -> LSGMMethod:
-        from jaxdiff.build import example_shape
-
-        return cls(config, tuple(data_shape) if data_shape else example_shape(config))
+    def with_sampling(self, sampling: SamplingSpec) -> LSGMMethod:
+        """A copy that samples the latent prior with ``sampling``."""
+        new = copy.copy(self)
+        new.sampling = sampling
+        return new
 
     # -- networks --------------------------------------------------------------------------------
 
@@ -134,10 +164,11 @@ class LSGMMethod(Method):
     def eps_fn(self, prior, key: jax.Array | None = None) -> L.EpsFn:
         """Mixed eps prediction (Sec. 3.2) of prior params ``{'net', 'mixing_logit'}``."""
         net = nnx.merge(self.net_graph, prior["net"])
+        param = LSGMMixed(prior["mixing_logit"])
 
         def fn(z, t):
             out = net(z, t, key=key) if self.dropout else net(z, t)
-            return L.mixed_eps(out, prior["mixing_logit"], z, L.var(self.process, t))
+            return param.eps(self.process, out, z, t)
 
         return fn
 
@@ -154,7 +185,7 @@ class LSGMMethod(Method):
         k_v, k_p, k_s = jax.random.split(key, 3)
         vae = init_params(self._make_vae, k_v)  # one fast-compiled program (nets/functional.py)
         params = {"vae": vae, "prior": self.init_prior(k_p)}
-        opt = {"vae": self.tx_vae.init(vae), "prior": self.tx_prior.init(params["prior"])}
+        opt = {g: self.optimizers[g].init(params[g]) for g in self.groups}
         if self.c.sr_vae or self.c.sr_prior:  # persistent power-iteration vectors, warmed up
             sr = {
                 g: spectral_state_init(params[g], jax.random.fold_in(k_s, i))
@@ -202,19 +233,30 @@ class LSGMMethod(Method):
         )
         return recon, log_q, vae.top_latent(enc["z"]), ce_rest, enc
 
-    # -- train step: one branch per stage -------------------------------------------------------
+    # -- gradients: one branch per stage ---------------------------------------------------------
 
-    def _metrics(self, **kw) -> dict[str, Array]:
-        out = {k: jnp.zeros((), jnp.float32) for k in METRICS}
-        out.update({k: jnp.asarray(v, jnp.float32) for k, v in kw.items()})
-        return out
+    def _out(self, state, g_v, g_p, active, sr_v=None, sr_p=None, **metrics) -> PhaseGrads:
+        """The stage's PhaseGrads; every branch returns the same structure."""
+        zeros = lambda g: jax.tree.map(jnp.zeros_like, state.params[g])  # noqa: E731
+        grads = {"vae": zeros("vae") if g_v is None else g_v}
+        grads["prior"] = zeros("prior") if g_p is None else g_p
+        m = {k: jnp.zeros((), jnp.float32) for k in METRICS}
+        m.update({k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()})
+        m["alpha"] = jnp.mean(jax.nn.sigmoid(state.params["prior"]["mixing_logit"]))
+        aux = None
+        if "sr" in state.opt_state:
+            old = state.opt_state["sr"]
+            aux = {"sr": {"vae": old["vae"] if sr_v is None else sr_v}}
+            aux["sr"]["prior"] = old["prior"] if sr_p is None else sr_p
+        flags = {g: jnp.asarray(g in active) for g in self.groups}
+        return PhaseGrads(grads, m, flags, aux)
 
-    def _stage1(self, state, x, key):
+    def _stage1(self, state, x, keys):
         kl_coeff = self.kl_coeff(state.step)
 
         def loss_fn(vp):
             vae = self.vae(vp)
-            enc = vae.encode(x, key)
+            enc = vae.encode(x, keys)
             recon = N.decoder_nll(self.likelihood, vae.decode(enc["z"]), x)
             kl = sum(L.normal_kl(m, s) for m, s in zip(enc["mu"], enc["log_sigma"], strict=True))
             sr, sr_state = self._sr("vae", vp, state)
@@ -224,31 +266,33 @@ class LSGMMethod(Method):
         (loss, (recon, kl, sr_state)), g = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params["vae"]
         )
-        state, _ = apply_gradients(state, "vae", g, self.tx_vae)
-        state = self._set_sr(state, vae=sr_state)
-        m = self._metrics(loss=loss, nelbo=recon + kl, recon=recon, kl=kl, kl_coeff=kl_coeff)
-        return state, {**m, "stage": jnp.float32(1), **self._alpha(state)}
+        return self._out(
+            state, g, None, ("vae",), sr_v=sr_state, loss=loss, nelbo=recon + kl, recon=recon,
+            kl=kl, kl_coeff=kl_coeff, stage=1.0,
+        )  # fmt: skip
 
-    def _q_loss(self, vp, pp, x, key, kl_coeff, state):
-        k_enc, k_ce, k_drop = jax.random.split(key, 3)
+    def _net_key(self, keys):
+        return rng.fold_in(keys, 7)[0] if self.dropout else None
+
+    def _q_loss(self, vp, pp, x, keys, kl_coeff, state):
+        k_enc, k_ce = rng.split(keys)
         recon, log_q, top, ce_rest, _ = self.latent_terms(vp, x, k_enc)
-        eps_fn = self.eps_fn(pp, k_drop if self.dropout else None)
+        eps_fn = self.eps_fn(pp, self._net_key(keys))
         ce_top, _ = self.objective.cross_entropy(eps_fn, k_ce, top)
         loss, nelbo = L.negative_elbo(recon, log_q, ce_top + ce_rest, kl_coeff)
         sr, sr_state = self._sr("vae", vp, state)
         aux = dict(nelbo=nelbo.mean(), recon=recon.mean(), kl=(nelbo - recon).mean(), top=top)
         return jnp.mean(loss) + sr, (aux, sr_state)
 
-    def _p_loss(self, pp, top, key, state):
-        k_t, k_drop = jax.random.split(key)
-        eps_fn = self.eps_fn(pp, k_drop if self.dropout else None)
-        loss, _ = self.objective.sgm_loss(eps_fn, k_t, jax.lax.stop_gradient(top))
+    def _p_loss(self, pp, top, keys, state):
+        eps_fn = self.eps_fn(pp, self._net_key(rng.fold_in(keys, 1)))
+        loss, _ = self.objective.sgm_loss(eps_fn, keys, jax.lax.stop_gradient(top))
         sr, sr_state = self._sr("prior", pp, state)
         return jnp.mean(loss) + sr, sr_state
 
-    def _stage2(self, state, x, key):
+    def _stage2(self, state, x, keys):
         kl_coeff = self.kl_coeff(state.step)
-        k_q, k_p = jax.random.split(key)
+        k_q, k_p = rng.split(keys)
         vp, pp = state.params["vae"], state.params["prior"]
         if self.objective.joint:  # p's objective is q's: one backward pass for both networks
 
@@ -261,128 +305,75 @@ class LSGMMethod(Method):
             (loss, (aux, sr_v, sr_p)), (g_v, g_p) = grad_fn(vp, pp)
             p_loss = aux["nelbo"]
         else:  # separate objectives, the score model's on detached latents (Sec. 3.3)
-            pq = state.ema["prior"] if self.c.get("update_q_ema", False) else pp
+            pq = state.ema["prior"] if self.c.update_q_ema else pp
             grad_fn = jax.value_and_grad(self._q_loss, has_aux=True)
             (loss, (aux, sr_v)), g_v = grad_fn(vp, pq, x, k_q, kl_coeff, state)
             (p_loss, sr_p), g_p = jax.value_and_grad(self._p_loss, has_aux=True)(
                 pp, aux["top"], k_p, state
             )
-        state, _ = apply_gradients(state, "vae", g_v, self.tx_vae)
-        state, _ = apply_gradients(state, "prior", g_p, self.tx_prior, self.ema_decay)
-        state = self._set_sr(state, vae=sr_v, prior=sr_p)
-        m = self._metrics(
-            loss=loss, nelbo=aux["nelbo"], recon=aux["recon"], kl=aux["kl"], kl_coeff=kl_coeff
-        )
-        return state, {**m, "p_loss": p_loss, "stage": jnp.float32(2), **self._alpha(state)}
+        return self._out(
+            state, g_v, g_p, ("vae", "prior"), sr_v=sr_v, sr_p=sr_p, loss=loss,
+            nelbo=aux["nelbo"], recon=aux["recon"], kl=aux["kl"], kl_coeff=kl_coeff,
+            p_loss=p_loss, stage=2.0,
+        )  # fmt: skip
 
-    def _stage3(self, state, x, key):
-        k_init, k_enc, k_p = jax.random.split(key, 3)
-
-        def reset(state):  # a new score model, optimiser state and EMA at the stage's first step
-            fresh = self.init_prior(jax.random.fold_in(jax.random.key(17), self.s2))
-            return state.replace(
-                params={**state.params, "prior": fresh},
-                opt_state={**state.opt_state, "prior": self.tx_prior.init(fresh)},
-                ema={**state.ema, "prior": jax.tree.map(jnp.copy, fresh)},
-            )
-
-        state = jax.lax.cond(state.step == self.s2, reset, lambda s: s, state)
+    def _stage3(self, state, x, keys):
+        k_enc, k_p = rng.split(keys)
         vp, pp = state.params["vae"], state.params["prior"]
         recon, log_q, top, ce_rest, _ = self.latent_terms(vp, x, k_enc)
         top = jax.lax.stop_gradient(top)
         (p_loss, sr_p), g_p = jax.value_and_grad(self._p_loss, has_aux=True)(pp, top, k_p, state)
-        state, _ = apply_gradients(state, "prior", g_p, self.tx_prior, self.ema_decay)
-        state = self._set_sr(state, prior=sr_p)
-        m = self._metrics(loss=p_loss, p_loss=p_loss, recon=recon.mean(), kl_coeff=1.0)
-        return state, {**m, "stage": jnp.float32(3), **self._alpha(state)}
-
-    def _set_sr(self, state, **new):
-        new = {k: v for k, v in new.items() if v is not None}
-        if not new or "sr" not in state.opt_state:
-            return state
-        return state.replace(opt_state={**state.opt_state, "sr": {**state.opt_state["sr"], **new}})
-
-    def _alpha(self, state) -> dict[str, Array]:
-        return {"alpha": jnp.mean(jax.nn.sigmoid(state.params["prior"]["mixing_logit"]))}
+        return self._out(
+            state, None, g_p, ("prior",), sr_p=sr_p, loss=p_loss, p_loss=p_loss,
+            recon=recon.mean(), kl_coeff=1.0, stage=3.0,
+        )  # fmt: skip
 
     def stage(self, step: Array) -> Array:
         """0, 1, 2 for stages 1, 2, 3 at ``step``."""
         s = (step >= self.s1).astype(jnp.int32)
         return s + (step >= self.s2).astype(jnp.int32) if self.stage3 else s
 
-    def train_step(self, state: TrainState, batch: dict[str, Any], key: jax.Array):
-        x = jnp.asarray(batch["x"] if "x" in batch else batch["image"], jnp.float32)
+    def prepare(self, state: TrainState) -> TrainState:
+        """Stage 3's first step: a new score model, optimiser state and EMA."""
+        if not self.stage3:
+            return state
+
+        def reset(state):
+            fresh = self.init_prior(jax.random.fold_in(jax.random.key(17), self.s2))
+            return state.replace(
+                params={**state.params, "prior": fresh},
+                opt_state={**state.opt_state, "prior": self.optimizers["prior"].init(fresh)},
+                ema={**state.ema, "prior": jax.tree.map(jnp.copy, fresh)},
+            )
+
+        return jax.lax.cond(state.step == self.s2, reset, lambda s: s, state)
+
+    def grads(self, phase: int, state: TrainState, batch: dict[str, Any], keys: jax.Array):
+        del phase
+        x = jnp.asarray(batch["x"], jnp.float32)
         branches = [self._stage1, self._stage2] + ([self._stage3] if self.stage3 else [])
         if self.s1 <= 0:
             branches[0] = self._stage2
-        state, metrics = jax.lax.switch(self.stage(state.step), branches, state, x, key)
-        return next_step(state), metrics
+        return jax.lax.switch(self.stage(state.step), branches, state, x, keys)
 
     # -- sampling and likelihood ----------------------------------------------------------------
 
-    def _prior_params(self, state, use_ema=True):
-        return state.ema["prior"] if use_ema else state.params["prior"]
+    def sampling_params(self, state: TrainState) -> Any:
+        return {"prior": state.ema["prior"], "vae": state.params["vae"]}
 
-    def _sampler(self, name: str | None, overrides: dict[str, Any]):
-        opts = {**self.sampling, **{k: v for k, v in overrides.items() if v is not None}}
-        name = name or opts.get("sampler", "ode_dopri5")
-        kw = {}
-        if name in ("ode_tsit5", "ode_dopri5"):
-            kw = {"rtol": opts.get("rtol", 1e-5), "atol": opts.get("atol", opts.get("rtol", 1e-5))}
-        elif name == "pc":
-            kw = {"snr": opts.get("snr", 0.16), "n_corrector": opts.get("n_corrector", 1)}
-        return get_sampler(name, **kw), opts
-
-    def sample(
-        self,
-        state: TrainState,
-        key: jax.Array,
-        num: int,
-        *,
-        sampler: str | None = None,
-        use_ema: bool = True,
-        **overrides: Any,
-    ) -> tuple[Float[Array, "n ..."], dict[str, Any]]:
-        """Latent probability-flow ODE (or any shared sampler) from N(0, I), then the decoder mean.
-
-        Options (defaults from ``config.sampling``): ``sampler`` ('ode_dopri5' LSGM's RK45),
-        ``rtol`` = ``atol`` (1e-5), ``t_min`` (ODE end time, 1e-5), ``steps``/``grid`` for fixed
-        grids, ``denoise``, ``batch_size``, ``temp`` (of the Normal groups outside the prior).
-        Returns ``(samples (num, *data_shape), {'nfe': network evaluations per sample})``.
-        """
-        samp, opts = self._sampler(sampler, overrides)
-        prior, vae = self._prior_params(state, use_ema), state.params["vae"]
-        bs = int(opts.get("batch_size", 0) or num)
-
-        @functools.partial(jax.jit, static_argnums=(2,))
-        def run(prior, vae_params, n, key):
-            k_s, k_r = jax.random.split(key)
-            out = sample(
-                self.process,
-                self.score_fn(prior),
-                k_s,
-                (n, *self.top_shape),
-                samp,
-                steps=int(opts.get("steps", 100)),
-                grid=opts.get("grid", "uniform"),
-                t_min=float(opts.get("t_min", 1e-5)),
-                denoise=bool(opts.get("denoise", False)),
-            )
-            vae_mod = self.vae(vae_params)
-            rest = [
-                float(opts.get("temp", 1.0))
-                * jax.random.normal(jax.random.fold_in(k_r, i), (n, *s))
-                for i, s in enumerate(self.rest_shapes)
-            ]
-            x = N.decoder_mean(self.likelihood, vae_mod.decode(vae_mod.split_top(out.data) + rest))
-            return x, out.nfe
-
-        xs, nfes = [], []
-        for i, start in enumerate(range(0, num, bs)):
-            x, nfe = run(prior, vae, min(bs, num - start), jax.random.fold_in(key, i))
-            xs.append(x)
-            nfes.append(int(nfe))
-        return jnp.concatenate(xs), {"nfe": int(max(nfes))}
+    def sample_fn(self, params, key, num: int):
+        """Latent sampler from N(0, I) (``sampling``), then the decoder mean; NFE of the prior."""
+        k_s, k_r = jax.random.split(key)
+        out = self.sampling.run(
+            self.process, self.score_fn(params["prior"]), k_s, (num, *self.top_shape)
+        )
+        vae = self.vae(params["vae"])
+        rest = [
+            self.temp * jax.random.normal(jax.random.fold_in(k_r, i), (num, *s))
+            for i, s in enumerate(self.rest_shapes)
+        ]
+        x = N.decoder_mean(self.likelihood, vae.decode(vae.split_top(out.data) + rest))
+        return x, out.nfe
 
     def nll(self, state: TrainState, key: jax.Array, x: Array, **kw: Any) -> dict[str, float]:
         """The NLL bound recon + log q - log p_ODE(z_0) + CE of the Normal groups (App. E).
@@ -391,10 +382,11 @@ class LSGMMethod(Method):
         for small latents, Gaussian Hutchinson otherwise), from ``t_min`` (1e-5) to 1.
         Returns nats per example (``nll``), and ``bpd`` for 8-bit images.
         """
-        opts = {"divergence": "exact" if math.prod(self.top_shape) <= 16 else "hutchinson_gaussian"}
+        auto = "exact" if math.prod(self.top_shape) <= 16 else "hutchinson_gaussian"
+        opts = {"divergence": self.divergence or auto}
         opts.update(t_min=1e-5, rtol=1e-5, atol=1e-5)
         opts.update(kw)
-        prior = self._prior_params(state)
+        prior = state.ema["prior"]
 
         @jax.jit
         def bound(vae_params, prior, x, key):
@@ -415,16 +407,18 @@ class LSGMMethod(Method):
 
         k_s, k_m, k_d, k_l = jax.random.split(key, 4)
         res: dict[str, Any] = {}
-        n_nll = int(self.eval_cfg.get("likelihood_examples", 1000))
         source = getattr(data, "mixture", None) or getattr(data, "source", None)
         if source is not None and len(self.data_shape) == 1:
-            samples, info = self.sample(state, k_s, int(self.eval_cfg.get("num_samples", 5000)))
-            res.update(toy_metrics(k_m, samples, source))
+            samples, info = draw(
+                self.sample_fn, self.sampling_params(state), k_s, self.eval_samples,
+                self.sample_batch,
+            )  # fmt: skip
+            res.update(toy_metrics(k_m, jnp.asarray(samples), source))
             res["nfe"] = info["nfe"]
-            x = np.asarray(data.sample(k_d, n_nll))
+            x = np.asarray(data.sample(k_d, self.eval_examples))
         else:
-            x = np.asarray(data.batch(10**7, min(n_nll, 256))["image"])
-        if self.eval_cfg.get("likelihood", True):
+            x = np.asarray(data.batch(10**7, min(self.eval_examples, 256))["x"])
+        if self.eval_likelihood:
             lik = self.nll(state, k_l, jnp.asarray(x))
             res.update(
                 {

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Num
 
+from jaxdiff import rng
 from jaxdiff.nets.embeddings import sinusoidal_embedding
 from jaxdiff.nets.layers import dense, pixel_norm
 
@@ -134,5 +135,5 @@ class MLPVAE(nnx.Module):
 
     def __call__(self, x: Float[Array, "b d"], key: jax.Array):
         mu, log_sigma = self.encoder(x)
-        z = mu + jnp.exp(log_sigma) * jax.random.normal(key, mu.shape)
+        z = mu + jnp.exp(log_sigma) * rng.normal(key, mu.shape)
         return self.decoder(z), z, mu, log_sigma

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+from jaxdiff import rng
 from jaxdiff.nets.layers import GroupNorm, conv, naive_upsample_2d
 from jaxdiff.nets.nvae_cells import BNSwishConv, Cell, SqueezeExcite, WNConv
 
@@ -253,7 +254,7 @@ class NVAE(nnx.Module):
             param = self.samplers[k](jax.nn.elu(inp)).astype(jnp.float32)
             mu, ls = jnp.split(param, 2, axis=-1)
             mu, ls = soft_clamp(mu), soft_clamp(ls)  # log_sig_q_scale 5
-            z = mu + jnp.exp(ls) * jax.random.normal(jax.random.fold_in(key, k), mu.shape)
+            z = mu + jnp.exp(ls) * rng.normal(rng.fold_in(key, k), mu.shape)
             zs.append(z), mus.append(mu), lss.append(ls)
             s_state = self._combine(k, s_state, z, b)
         return dict(z=zs, mu=mus, log_sigma=lss, h=s_state)
@@ -333,7 +334,7 @@ class ConvVAE(nnx.Module):
             h = cell(h)
         mu, ls = jnp.split(self.to_latent(h).astype(jnp.float32), 2, axis=-1)
         mu, ls = soft_clamp(mu), soft_clamp(ls)
-        z = mu + jnp.exp(ls) * jax.random.normal(key, mu.shape)
+        z = mu + jnp.exp(ls) * rng.normal(key, mu.shape)
         return dict(z=[z], mu=[mu], log_sigma=[ls])
 
     def decode(self, zs: Sequence[Array]) -> Float[Array, "b h w o"]:

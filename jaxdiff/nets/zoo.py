@@ -1,4 +1,5 @@
-"""The paper networks as plain configs, and ``build_net`` (one explicit table of constructors).
+"""The module zoo's one table of network constructors, the paper networks as plain configs, and
+``build_net``. ``jaxdiff.build`` decodes every network name of a config through ``CONSTRUCTORS``.
 
 A config is an ``ml_collections.ConfigDict`` (or any mapping) with ``name`` (a key of
 ``CONSTRUCTORS``), an optional ``dtype`` (``'float32'`` or ``'bfloat16'``: the compute dtype;
@@ -18,6 +19,8 @@ import ml_collections
 from flax import nnx
 
 from jaxdiff.nets.discriminators import DDGANDiscriminator
+from jaxdiff.nets.flat_vae import FlatVAE, ToyVAE
+from jaxdiff.nets.fourier_mlp import FourierMLPDiscriminator, FourierMLPGenerator
 from jaxdiff.nets.functional import ShapeOnlyRngs
 from jaxdiff.nets.mlp import MLPScoreNet
 from jaxdiff.nets.ncsnpp import NCSNpp
@@ -33,6 +36,10 @@ CONSTRUCTORS: dict[str, Callable[..., nnx.Module]] = {
     "mlp_generator": MLPGenerator,
     "mlp_discriminator": MLPDiscriminator,
     "mlp_vae": MLPVAE,
+    "toy_vae": ToyVAE,
+    "flat_vae": FlatVAE,
+    "fourier_mlp_generator": FourierMLPGenerator,
+    "fourier_mlp_discriminator": FourierMLPDiscriminator,
 }
 _IMAGE_NETS = {"ncsnpp", "ddgan_discriminator", "nvae", "conv_vae"}  # these take ``dtype``
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

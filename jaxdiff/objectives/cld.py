@@ -9,7 +9,8 @@ Only the velocity score is learned, because noise enters only v. With the kernel
 and the loss regresses the model's velocity score onto ``-ell_t eps_v``. The model's score is the
 *mixed score* (Sec. 3.2): ``s(y, t) = -v / Sigma~_vv(t) - ell_t net([x, v], t)``, with Sigma~_vv
 the HSM kernel's vv-variance for data at 0 (the official code's choice, var0x = 0) and ell_t
-the objective's own (HSM or DSM) ell_t; without mixing ``s = -ell_t net``.
+the objective's own (HSM or DSM) ell_t; without mixing ``s = -ell_t net``. Both are the
+parameterisation object ``CLDMixed(mixed)`` (``jaxdiff.objectives.parameterisation``).
 
 Weightings (App. B.3; ``s`` is the full model score, r = s / (-ell_t) - eps_v):
 
@@ -34,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from jaxdiff import rng
+from jaxdiff.objectives.parameterisation import CLDMixed
 from jaxdiff.objectives.time_sampling import uniform_t
 from jaxdiff.processes.base import Process, batch_sum, bcast
 from jaxdiff.processes.cld import CLD, CLDState
@@ -52,7 +55,8 @@ class HybridScoreMatching(eqx.Module):
       process: the CLD process.
       objective: ``hsm`` (default) or ``dsm``.
       weighting: ``reweightedv2`` (default), ``reweightedv1`` or ``likelihood``.
-      mixed_score: use the mixed score parameterisation (default, as in every official config).
+      parameterisation: ``CLDMixed(mixed=True)`` (default, as in every official config) or
+        ``CLDMixed(False)`` for the plain ``-ell_t net``.
       t_min: training times t ~ U[t_min, 1].
       reduce: ``sum`` (official) or ``mean`` over dimensions.
     """
@@ -60,7 +64,7 @@ class HybridScoreMatching(eqx.Module):
     process: CLD
     objective: str = eqx.field(static=True, default="hsm")
     weighting: str = eqx.field(static=True, default="reweightedv2")
-    mixed_score: bool = eqx.field(static=True, default=True)
+    parameterisation: CLDMixed = CLDMixed(True)
     t_min: float = eqx.field(static=True, default=1e-5)
     reduce: str = eqx.field(static=True, default="sum")
 
@@ -71,18 +75,8 @@ class HybridScoreMatching(eqx.Module):
             raise ValueError(f"unknown CLD weighting {self.weighting!r}; use {WEIGHTINGS}")
         if self.reduce not in ("sum", "mean"):
             raise ValueError(f"reduce must be 'sum' or 'mean', got {self.reduce!r}")
-
-    @classmethod
-    def from_config(cls, cfg: Any, process: CLD) -> HybridScoreMatching:
-        """From the ``objective`` section: cld_objective, weighting, mixed_score, t_min, reduce."""
-        return cls(
-            process,
-            objective=cfg.get("cld_objective", "hsm"),
-            weighting=cfg.weighting,
-            mixed_score=bool(cfg.get("mixed_score", True)),
-            t_min=float(cfg.t_min),
-            reduce=cfg.get("reduce", "sum"),
-        )
+        if not isinstance(self.parameterisation, CLDMixed):
+            raise TypeError(f"parameterisation must be a CLDMixed, got {self.parameterisation!r}")
 
     # -- parameterisation ----------------------------------------------------------------------
 
@@ -96,18 +90,15 @@ class HybridScoreMatching(eqx.Module):
 
     def base_var_vv(self, t: Float[Array, "..."]) -> Float[Array, "..."]:
         """Sigma~_vv(t): the HSM kernel's vv-variance with var0x = 0 (the mixed score's base)."""
-        return self.process.kernel_cov(t, 0.0, self.process.var0v)[2]
+        return self.parameterisation.base_var_vv(self.process, t)
 
     def velocity_score(
         self, net_fn: NetFn, y: CLDState, t: Float[Array, " b"], net_key=None
     ) -> Float[Array, "b ..."]:
         """Model velocity score ``-v / Sigma~_vv - ell_t net`` (mixed) or ``-ell_t net``."""
         x, v = y
-        out = net_fn(jnp.concatenate([x, v], axis=-1), t, key=net_key).astype(jnp.float32)
-        s = -bcast(self.ell(t), v) * out
-        if self.mixed_score:
-            s = s - v / bcast(self.base_var_vv(t), v)
-        return s
+        out = net_fn(jnp.concatenate([x, v], axis=-1), t, key=net_key)
+        return self.parameterisation.velocity_score(self.process, out, v, t, self.ell(t))
 
     def score_fn(self, net_fn: NetFn) -> Callable[[CLDState, Array], CLDState]:
         """``score_fn(y, t) -> (0, s_v)`` for samplers and likelihood (t scalar or (b,)).
@@ -126,12 +117,12 @@ class HybridScoreMatching(eqx.Module):
 
     def perturb(self, key: jax.Array, x0: Float[Array, "b ..."], t: Float[Array, " b"]):
         """``(y_t, eps)`` from the HSM kernel, or from the DSM kernel with a fresh v_0."""
-        k_v, k_y = jax.random.split(key)
+        k_v, k_y = rng.split(key)
         p = self.process
         if self.objective == "hsm":
             kernel = p.marginal(x0, t)
         else:
-            v0 = math.sqrt(p.var0v) * jax.random.normal(k_v, x0.shape, x0.dtype)
+            v0 = math.sqrt(p.var0v) * rng.normal(k_v, x0.shape, x0.dtype)
             kernel = p.dsm_marginal(x0, v0, t)
         return kernel.sample(k_y)
 
@@ -139,7 +130,7 @@ class HybridScoreMatching(eqx.Module):
         self, net_fn: NetFn, key: jax.Array, x0: Float[Array, "b ..."], net_key=None
     ) -> tuple[Float[Array, " b"], dict[str, Any]]:
         """Per-example weighted HSM / DSM loss (Eq. 15 with lambda(t); reduce with a batch mean)."""
-        k_t, k_y = jax.random.split(key)
+        k_t, k_y = rng.split(key)
         p = self.process
         t = uniform_t(k_t, x0.shape[0], self.t_min, p.t_max)
         y, (_, eps_v) = self.perturb(k_y, x0, t)
@@ -246,9 +237,9 @@ def augmented_nll(
     -log p(x, v_0) comes from the probability-flow ODE on the joint state (x, v_0) from t_min to 1
     (``log_likelihood``); subtracting the entropy of q gives the bound, in expectation over v_0.
     """
-    k_v, k_div = jax.random.split(key)
+    k_v, k_div = rng.split(key)
     if v0 is None:
-        v0 = math.sqrt(process.var0v) * jax.random.normal(k_v, x0.shape, jnp.float32)
+        v0 = math.sqrt(process.var0v) * rng.normal(k_v, x0.shape, jnp.float32)
     flat = _ConcatState(process)
     out = log_likelihood(
         flat,

@@ -13,7 +13,8 @@ z_t = m_t z_0 + sigma_t eps and noise prediction eps_theta reads, per latent dim
     w_ll(t) = g(t)^2 / (2 sigma_t^2).
 
 Mixed score (Sec. 3.2): ``eps_theta = (1 - alpha) sigma_t z_t + alpha eps'_theta`` with a learnt
-per-channel ``alpha = sigmoid(logit)``: the analytic eps of a N(0, I) latent plus a learnt residual.
+per-channel ``alpha = sigmoid(logit)``: the analytic eps of a N(0, I) latent plus a learnt residual
+(``LSGMMixed(mixing_logit)``, a parameterisation in ``jaxdiff.objectives.parameterisation``).
 
 Variance reduction (Sec. 3.3, App. B/C; LSGM's ``_iw_quantities_vpsdelike``): three weightings of
 ``||eps - eps_theta||^2`` -- ``ll`` (g^2 / 2 sigma^2, the ELBO), ``un`` (1), ``re`` (g^2 / 2) -- and
@@ -37,6 +38,8 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtr, ndtri
 from jaxtyping import Array, Float
 
+from jaxdiff import rng
+from jaxdiff.objectives.parameterisation import lsgm_mix
 from jaxdiff.objectives.time_sampling import invert_monotone
 from jaxdiff.processes.base import batch_sum, bcast
 from jaxdiff.processes.scalar import VP
@@ -150,7 +153,7 @@ def is_sample(
     process: VP, weighting: str, key: jax.Array, n: int, t_min: float
 ) -> Float[Array, " n"]:
     """n draws of t ~ r(t) by the inverse CDF (log sigma^2 / sigma^2 / m^2-integral uniform)."""
-    u = jax.random.uniform(key, (n,), jnp.float32)
+    u = rng.uniform(key, (n,), jnp.float32)
     s2_lo, s2_hi = var(process, t_min), var(process, process.t_max)
     if weighting == "ll":
         t = inv_var(process, jnp.exp(jnp.log(s2_lo) + u * (jnp.log(s2_hi) - jnp.log(s2_lo))))
@@ -173,7 +176,7 @@ def sample_t(
 ) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
     """Times and their inverse density 1/r(t): ``E[w(t) l(t) / r(t)] = int w l dt``."""
     if sampling == "uniform":
-        t = jax.random.uniform(key, (n,), jnp.float32, t_min, process.t_max)
+        t = rng.uniform(key, (n,), jnp.float32, t_min, process.t_max)
         return t, jnp.full((n,), process.t_max - t_min, jnp.float32)
     if sampling != "iw":
         raise ValueError(f"unknown t sampling {sampling!r}; use {SAMPLINGS}")
@@ -191,10 +194,12 @@ def mixed_eps(
     z_t: Float[Array, "b ... c"],
     var_t: Float[Array, " b"],
 ) -> Float[Array, "b ... c"]:
-    """``(1 - alpha) sigma_t z_t + alpha eps'``, alpha = sigmoid(logit) per (last-axis) channel."""
-    alpha = jax.nn.sigmoid(mixing_logit.astype(jnp.float32))
-    normal = jnp.sqrt(bcast(var_t, z_t)) * z_t
-    return (1.0 - alpha) * normal + alpha * eps_net.astype(jnp.float32)
+    """``(1 - alpha) sigma_t z_t + alpha eps'``, alpha = sigmoid(logit) per (last-axis) channel.
+
+    Kept for callers that hold sigma_t^2; new code uses
+    ``LSGMMixed(mixing_logit).eps(process, eps_net, z_t, t)``, which computes the same.
+    """
+    return lsgm_mix(eps_net, mixing_logit, z_t, var_t)
 
 
 def score_from_eps(process: VP, eps_fn: EpsFn) -> Callable[[Array, Array], Array]:
@@ -275,7 +280,7 @@ class LSGMObjective(eqx.Module):
 
         Returns ``(ce, aux)``; ``aux['t']`` are the times, ``aux['dsm']`` the weighted term.
         """
-        k_t, k_e = jax.random.split(key)
+        k_t, k_e = rng.split(key)
         t, inv_r = sample_t(self.process, "ll", self.q_sampling, k_t, z0.shape[0], self.t_min)
         sq = self._residual_sq(eps_fn, k_e, z0, t)
         dsm = weight(self.process, "ll", t) * inv_r * sq
@@ -290,7 +295,7 @@ class LSGMObjective(eqx.Module):
         With ``p_weighting='ll'`` it equals the CE minus its constant; ``un`` / ``re`` change the
         gradient's weighting over t (better samples, no longer a bound).
         """
-        k_t, k_e = jax.random.split(key)
+        k_t, k_e = rng.split(key)
         t, inv_r = sample_t(
             self.process, self.p_weighting, self.p_sampling, k_t, z0.shape[0], self.t_min
         )

@@ -15,12 +15,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from jaxdiff import rng
 from jaxdiff.processes.scalar import ScalarLinearProcess
 
 
 def uniform_t(key: jax.Array, n: int, t_min: float = 1e-5, t_max: float = 1.0) -> Array:
     """t ~ U[t_min, t_max], shape (n,)."""
-    return jax.random.uniform(key, (n,), minval=t_min, maxval=t_max)
+    return rng.uniform(key, (n,), minval=t_min, maxval=t_max)
 
 
 def invert_monotone(fn, target: Array, lo: float, hi: float, iters: int = 40) -> Array:
@@ -48,7 +49,7 @@ def likelihood_is_t(
     """
     t_max = process.t_max
     lo, hi = process.log_snr(jnp.float32(t_min)), process.log_snr(jnp.float32(t_max))
-    u = jax.random.uniform(key, (n,))
+    u = rng.uniform(key, (n,))
     target = (1.0 - u) * lo + u * hi
     t = invert_monotone(process.log_snr, target, t_min, t_max)
     return t, jnp.full((n,), lo - hi)

@@ -5,19 +5,49 @@ A *process* is an immutable pytree describing a forward SDE ``dy = f(y, t) dt + 
 CLD). The diffusion is diagonal and given as a pytree ``g`` that broadcasts against ``y``.
 Everything downstream is written against these methods only, so a new process (CLD, LSGM's
 geometric VP, ...) works with every loss, sampler and likelihood without ``isinstance`` checks.
+
+What a process offers beyond the contract is declared, not probed: each class lists its
+``capabilities`` (the names below), and each sampler lists the ones it ``requires``
+(``jaxdiff.solvers.samplers.check_sampler`` compares the two before anything is traced).
 """
 
 from __future__ import annotations
 
 import abc
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
+from jaxdiff import rng
+
 State = PyTree[Float[Array, "b ..."]]
+
+# ----------------------------------------------------------------------------------------------
+# Capabilities: short names, and the phrase error messages use ("needs a process with ...").
+
+SDE = "sde"
+"""A continuous-time forward SDE: ``drift``, ``diffusion``, ``prior`` (every ``Process``), so
+the reverse SDE and the probability-flow ODE exist (Song et al. 2021, Eqs. 6, 13)."""
+
+NOISE_IN_EVERY_COORDINATE = "noise_in_every_coordinate"
+"""``diffusion`` is non-zero in every coordinate of the state, so the score of every coordinate
+is defined and learnt (VP, sub-VP, VE; not CLD, whose score models return a zero x-score).
+Langevin correction of the whole state (PC) needs it."""
+
+EXACT_LINEAR_FLOW = "exact_linear_flow"
+"""``reverse_linear_step(key, y, t_from, t_to, num_stab=None)`` draws exactly from the reverse-time
+SDE with the prior's score in place of the data score, ``dy = (-f + g^2 grad log p_T(y)) dtau +
+g dW``: linear when the prior is the stationary law (CLD). SSCS's ``A`` half-steps need it."""
+
+CAPABILITIES: dict[str, str] = {
+    SDE: "a continuous-time forward SDE",
+    NOISE_IN_EVERY_COORDINATE: "noise in every coordinate of its state",
+    EXACT_LINEAR_FLOW: "an exactly solvable linear part",
+}
 
 
 def batch_sum(x: Float[Array, "b ..."]) -> Float[Array, " b"]:
@@ -65,7 +95,7 @@ class DiagonalGaussian(Gaussian):
     std: Float[Array, "..."]
 
     def sample(self, key: jax.Array) -> tuple[Array, Array]:
-        eps = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+        eps = rng.normal(key, self.mean.shape, self.mean.dtype)
         return self.mean + self.std * eps, eps
 
     def log_prob(self, y: Array) -> Float[Array, " b"]:
@@ -86,7 +116,12 @@ class Process(eqx.Module):
     Times ``t`` are scalars (inside solvers) or ``(b,)`` arrays (in losses). ``x0`` is always a
     data array with a leading batch axis; ``y`` is the process state (equal to the data for
     VP/VE, a pytree for augmented processes such as CLD).
+
+    ``capabilities`` names what the class offers beyond this contract (see ``CAPABILITIES``);
+    subclasses extend it.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SDE})
 
     @property
     def t_max(self) -> float:

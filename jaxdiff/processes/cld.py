@@ -29,14 +29,22 @@ a few float32 ulps for t down to 1e-7 without float64 (tests/test_cld.py lists t
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jaxdiff.processes.base import Gaussian, Process, batch_sum, bcast
+from jaxdiff import rng
+from jaxdiff.processes.base import (
+    EXACT_LINEAR_FLOW,
+    SDE,
+    Gaussian,
+    Process,
+    batch_sum,
+    bcast,
+)
 
 CLDState = tuple[Float[Array, "b ..."], Float[Array, "b ..."]]
 
@@ -173,9 +181,9 @@ class CLDGaussian(Gaussian):
         return 1.0 / self.l_vv
 
     def sample(self, key: jax.Array) -> tuple[CLDState, CLDState]:
-        kx, kv = jax.random.split(key)
-        ex = jax.random.normal(kx, self.mean_x.shape, self.mean_x.dtype)
-        ev = jax.random.normal(kv, self.mean_v.shape, self.mean_v.dtype)
+        kx, kv = rng.split(key)
+        ex = rng.normal(kx, self.mean_x.shape, self.mean_x.dtype)
+        ev = rng.normal(kv, self.mean_v.shape, self.mean_v.dtype)
         return self.apply_noise((ex, ev)), (ex, ev)
 
     def apply_noise(self, eps: CLDState) -> CLDState:
@@ -218,25 +226,20 @@ class CLD(Process):
       beta0, beta1: beta(t) = beta0 + beta1 t (constant 4 for CIFAR-10 and toy data;
         0.1 + 6.9 t in the post-paper CelebA-HQ-256 config).
       numerical_eps: added to Sigma_xx and Sigma_vv of every kernel, as the official code does
-        (1e-9 CIFAR-10, 1e-6 toy / CelebA); 0 gives the exact kernel.
+        (1e-9 CIFAR-10, 1e-6 toy / CelebA); 0 gives the exact kernel. SSCS's half-steps take
+        their own ``num_stab`` instead (the official ``sscs_num_stab``, default 0).
+
+    Capabilities: noise enters only v (no ``noise_in_every_coordinate``); the reverse linear
+    part is solved exactly by ``reverse_linear_step`` (``exact_linear_flow``, for SSCS).
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SDE, EXACT_LINEAR_FLOW})
 
     m_inv: float = 4.0
     gamma: float = 0.04
     beta0: float = 4.0
     beta1: float = 0.0
     numerical_eps: float = 0.0
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> CLD:
-        """From the ``process`` config section (keys m_inv, gamma, beta0, beta1, numerical_eps)."""
-        return cls(
-            m_inv=float(cfg.get("m_inv", 4.0)),
-            gamma=float(cfg.get("gamma", 0.04)),
-            beta0=float(cfg.get("beta0", 4.0)),
-            beta1=float(cfg.get("beta1", 0.0)),
-            numerical_eps=float(cfg.get("numerical_eps", 0.0)),
-        )
 
     # -- constants and schedule ----------------------------------------------------------------
 
@@ -355,23 +358,24 @@ class CLD(Process):
 
     # -- the linear part, exactly (SSCS) -------------------------------------------------------
 
-    def reverse_linear_step(
-        self, key: jax.Array, y: CLDState, t_from: Array, t_to: Array
-    ) -> CLDState:
-        """Exact solution of the reverse-time linear part from forward time t_from to t_to < t_from.
+    def reverse_linear_kernel(
+        self, y: CLDState, t_from: Array, t_to: Array, num_stab: Any = None
+    ) -> CLDGaussian:
+        """The law of the reverse-time linear part's exact solution from forward time t_from to
+        t_to < t_from, started at ``y``.
 
         Part A of the SSCS splitting (Sec. 3.3, Eq. 20 of the paper): in reverse time
         ``dx = -beta M^-1 v, dv = beta x - beta Gamma M^-1 v + sqrt(2 Gamma beta) dW``, which is
         the forward CLD in (-x, v): mean ``(Phi_xx x - Phi_xv v, -Phi_vx x + Phi_vv v)`` and
-        covariance Q with Q_xv negated, over ``delta = B(t_from) - B(t_to)``.
+        covariance Q with Q_xv negated, over ``delta = B(t_from) - B(t_to)``. ``num_stab`` is
+        added to Q_xx and Q_vv (None: ``numerical_eps``; SSCS passes its own, default 0).
         """
         x, v = y
         k = _ou_kernel(self.beta_int_between(t_from, t_to), self.m_inv)
-        s_xx, s_vv, det = k.q_xx, k.q_vv, k.det_q
-        eps = self.numerical_eps
-        if eps:
-            det = det + eps * (s_xx + s_vv) + eps**2
-            s_xx, s_vv = s_xx + eps, s_vv + eps
+        eps = self.numerical_eps if num_stab is None else num_stab
+        # Adding eps = 0 is exact, so no branch: eps may also be traced.
+        det = k.det_q + eps * (k.q_xx + k.q_vv) + eps**2
+        s_xx, s_vv = k.q_xx + eps, k.q_vv + eps
         mean_x = k.phi_xx * x - k.phi_xv * v
         mean_v = -k.phi_vx * x + k.phi_vv * v
         # Q can be exactly 0 for a zero-length step: guard the Cholesky.
@@ -379,7 +383,10 @@ class CLD(Process):
         l_xx = jnp.sqrt(s_xx)
         l_xv = jnp.where(s_xx > 0, -k.q_xv / jnp.maximum(l_xx, tiny), 0.0)
         l_vv = jnp.sqrt(jnp.where(s_xx > 0, det / jnp.maximum(s_xx, tiny), s_vv))
-        kx, kv = jax.random.split(key)
-        ex = jax.random.normal(kx, x.shape, x.dtype)
-        ev = jax.random.normal(kv, v.shape, v.dtype)
-        return mean_x + l_xx * ex, mean_v + l_xv * ex + l_vv * ev
+        return CLDGaussian(mean_x, mean_v, l_xx, l_xv, l_vv)
+
+    def reverse_linear_step(
+        self, key: jax.Array, y: CLDState, t_from: Array, t_to: Array, num_stab: Any = None
+    ) -> CLDState:
+        """A draw from ``reverse_linear_kernel(y, t_from, t_to, num_stab)`` (SSCS's A step)."""
+        return self.reverse_linear_kernel(y, t_from, t_to, num_stab).sample(key)[0]

@@ -22,12 +22,15 @@ Coefficients are computed in float64 with numpy and stored in float32.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, Key
 
+from jaxdiff import rng
 from jaxdiff.processes.base import DiagonalGaussian, bcast
 
 DUMMY_BETA = 1e-8  # the official beta_0, prepended in forward noising only
@@ -58,6 +61,10 @@ class DiscreteChain(eqx.Module):
 
     Build with :meth:`vp`. Every array is float32 and a pytree leaf; ``num_steps`` is static.
     """
+
+    # A chain of T large steps, not an SDE: no continuous-time sampler applies (DDGAN samples
+    # through its generator and ``posterior``).
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     num_steps: int = eqx.field(static=True)
     betas: Float[Array, " T"]  # beta_1..beta_T (no dummy)
@@ -147,7 +154,7 @@ class DiscreteChain(eqx.Module):
         x_t ~ q(x_t | x_0), then x_{t+1} ~ q(x_{t+1} | x_t) (official ``q_sample_pairs``; the
         pair is never drawn from the posterior). Returns ``(x_t, x_{t+1})``.
         """
-        k1, k2 = jax.random.split(key)
+        k1, k2 = rng.split(key)
         x_t = self.q_sample(k1, x0, t)
         x_next = self.transition(x_t, t + 1).sample(k2)[0]
         return x_t, x_next
@@ -188,4 +195,4 @@ class DiscreteChain(eqx.Module):
 
     def labels(self, key: Key[Array, ""], batch: int) -> Int[Array, " b"]:
         """Per-example labels t ~ U{0..T-1} (the official ``torch.randint(0, T)``)."""
-        return jax.random.randint(key, (batch,), 0, self.num_steps)
+        return rng.randint(key, (batch,), 0, self.num_steps)

@@ -10,18 +10,31 @@ from __future__ import annotations
 
 import abc
 import math
+from typing import ClassVar
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jaxdiff.processes.base import DiagonalGaussian, Gaussian, Process, bcast
+from jaxdiff.processes.base import (
+    NOISE_IN_EVERY_COORDINATE,
+    SDE,
+    DiagonalGaussian,
+    Gaussian,
+    Process,
+    bcast,
+)
 from jaxdiff.processes.schedules import CosineSchedule, GeometricSchedule, LinearSchedule
 
 Schedule = LinearSchedule | CosineSchedule | GeometricSchedule
 
 
 class ScalarLinearProcess(Process):
-    """``dx = f(t) x dt + g(t) dW``; kernel ``N(alpha_t x0, (alpha_t^2 var0 + sigma_t^2) I)``."""
+    """``dx = f(t) x dt + g(t) dW``; kernel ``N(alpha_t x0, (alpha_t^2 var0 + sigma_t^2) I)``.
+
+    VP, sub-VP and VE inherit ``capabilities``: g(t) > 0 for t > 0 in every coordinate.
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SDE, NOISE_IN_EVERY_COORDINATE})
 
     @abc.abstractmethod
     def f_coeff(self, t: Float[Array, "..."]) -> Float[Array, "..."]:

@@ -19,8 +19,8 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from jaxdiff.processes.base import Process, State
+from jaxdiff.solvers.base import solver_evals
 from jaxdiff.solvers.reverse import ScoreFn, reverse_drift
-from jaxdiff.solvers.samplers import solver_evals
 
 
 def _flatten(y: State) -> tuple[Array, callable]:

@@ -1,23 +1,33 @@
 """Samplers over the reverse process, all on diffrax, swappable by name or passed as objects.
 
-A sampler is a frozen pytree with ``solve(process, score_fn, key, y_init, ts) -> (y, nfe)``: it
-integrates from ``ts[0]`` (the prior's time) to ``ts[-1]`` over the given grid (adaptive ODE
-solvers use only the end points) and returns the exact number of score evaluations.
-``sample`` adds the prior draw and the optional final denoising step.
+``Sampler`` (``jaxdiff.solvers.base``) integrates from ``ts[0]`` to ``ts[-1]`` and counts score
+evaluations; ``sample`` adds the prior draw and the optional final denoising step. The name table
+``SAMPLERS`` is the one place where config names meet sampler classes: ``make_sampler(name,
+**options)`` builds one, and its options are exactly the sampler's own fields (their defaults are
+the field defaults). Each sampler class declares the process capabilities it ``requires``;
+``check_sampler`` refuses a process that lacks one, in one line, before anything is traced.
 """
 
 from __future__ import annotations
 
-import abc
-from typing import Any, NamedTuple
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import diffrax as dfx
-import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array
 
-from jaxdiff.processes.base import Process, State
+from jaxdiff.processes.base import CAPABILITIES, NOISE_IN_EVERY_COORDINATE, SDE, Process
+from jaxdiff.solvers.base import (
+    IncompatibleSamplerError,
+    SampleOutput,
+    Sampler,
+    fixed_grid_solve,
+    solver_evals,
+)
 from jaxdiff.solvers.grids import make_grid
 from jaxdiff.solvers.reverse import (
     ScoreFn,
@@ -25,56 +35,7 @@ from jaxdiff.solvers.reverse import (
     reverse_drift,
     reverse_sde_terms,
 )
-
-# Score evaluations of a diffrax solver: (per step, once at the start). FSAL Runge-Kutta methods
-# reuse their last stage, so they cost one evaluation more than their steps times new stages.
-_EVALS: dict[type, tuple[int, int]] = {
-    dfx.Euler: (1, 0),
-    dfx.Heun: (2, 0),
-    dfx.Midpoint: (2, 0),
-    dfx.Ralston: (2, 0),
-    dfx.Bosh3: (3, 1),
-    dfx.Tsit5: (6, 1),
-    dfx.Dopri5: (6, 1),
-    dfx.Dopri8: (12, 1),
-}
-
-
-def solver_evals(solver: dfx.AbstractSolver) -> tuple[int, int]:
-    """(evaluations per step, evaluations at the start) of a diffrax solver."""
-    try:
-        return _EVALS[type(solver)]
-    except KeyError:
-        raise ValueError(
-            f"unknown NFE cost of {type(solver).__name__}; pass nfe_per_step explicitly"
-        ) from None
-
-
-class Sampler(eqx.Module):
-    """Integrates the reverse process from ``ts[0]`` to ``ts[-1]``."""
-
-    @abc.abstractmethod
-    def solve(
-        self, process: Process, score_fn: ScoreFn, key: jax.Array, y: State, ts: Array
-    ) -> tuple[State, Int[Array, ""]]:
-        """Returns the final state and the number of score evaluations."""
-
-
-def _fixed_grid_solve(terms, solver, y, ts, args=None):
-    return dfx.diffeqsolve(
-        terms,
-        solver,
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=None,
-        y0=y,
-        args=args,
-        stepsize_controller=dfx.StepTo(ts=ts),
-        saveat=dfx.SaveAt(t1=True),
-        adjoint=dfx.ForwardMode(),
-        max_steps=ts.shape[0] - 1,
-    )
-
+from jaxdiff.solvers.sscs import SSCS
 
 # ----------------------------------------------------------------------------------------------
 # Reverse-time SDE on a fixed grid (Euler-Maruyama, or any diffrax SDE solver).
@@ -87,13 +48,14 @@ class ReverseSDE(Sampler):
     method, which coincides with Ito here because the noise is additive (g depends on t only).
     """
 
+    requires: ClassVar[frozenset[str]] = frozenset({SDE})
+
     solver: dfx.AbstractSolver = dfx.Euler()
-    nfe_per_step: int | None = None
 
     def solve(self, process, score_fn, key, y, ts):
-        per_step, start = (self.nfe_per_step, 0) if self.nfe_per_step else solver_evals(self.solver)
+        per_step, start = solver_evals(self.solver)
         terms = reverse_sde_terms(process, score_fn, key, y)
-        sol = _fixed_grid_solve(terms, self.solver, y, ts)
+        sol = fixed_grid_solve(terms, self.solver, y, ts)
         nfe = start + per_step * (ts.shape[0] - 1)
         return jax.tree.map(lambda a: a[0], sol.ys), jnp.asarray(nfe, jnp.int32)
 
@@ -158,7 +120,13 @@ class _PCSolver(dfx.AbstractItoSolver):
 
 
 class PredictorCorrector(Sampler):
-    """Predictor-corrector sampling: EM predictor + ``n_corrector`` Langevin steps (snr)."""
+    """Predictor-corrector sampling: EM predictor + ``n_corrector`` Langevin steps (snr).
+
+    Requires noise in every coordinate: the corrector moves the whole state along the score, so
+    on CLD (whose score models return a zero x-score) it would random-walk the data x.
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({SDE, NOISE_IN_EVERY_COORDINATE})
 
     snr: float = 0.16
     n_corrector: int = 1
@@ -167,7 +135,7 @@ class PredictorCorrector(Sampler):
         k_path, k_corr = jax.random.split(key)
         terms = reverse_sde_terms(process, score_fn, k_path, y)
         solver = _PCSolver(score_fn, k_corr, self.snr, self.n_corrector)
-        sol = _fixed_grid_solve(terms, solver, y, ts)
+        sol = fixed_grid_solve(terms, solver, y, ts)
         nfe = (1 + self.n_corrector) * (ts.shape[0] - 1)
         return jax.tree.map(lambda a: a[0], sol.ys), jnp.asarray(nfe, jnp.int32)
 
@@ -177,75 +145,143 @@ class PredictorCorrector(Sampler):
 
 
 class ProbabilityFlow(Sampler):
-    """The probability-flow ODE: fixed grid ``ts`` if ``rtol`` is None, else adaptive (PID)."""
+    """The probability-flow ODE on the fixed grid ``ts`` (``AdaptiveProbabilityFlow``: PID)."""
+
+    requires: ClassVar[frozenset[str]] = frozenset({SDE})
 
     solver: dfx.AbstractSolver = dfx.Tsit5()
-    rtol: float | None = None
-    atol: float | None = None
+
+    def solve(self, process, score_fn, key, y, ts):
+        del key
+        per_step, start = solver_evals(self.solver)
+        sol = fixed_grid_solve(probability_flow_term(process, score_fn), self.solver, y, ts)
+        nfe = start + per_step * (ts.shape[0] - 1)
+        return jax.tree.map(lambda a: a[0], sol.ys), jnp.asarray(nfe, jnp.int32)
+
+
+class AdaptiveProbabilityFlow(Sampler):
+    """The probability-flow ODE from ``ts[0]`` to ``ts[-1]`` with PID step-size control.
+
+    rtol = atol = 1e-5 is the setting of Song et al. and Dockhorn et al. (RK45).
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({SDE})
+
+    solver: dfx.AbstractSolver = dfx.Tsit5()
+    rtol: float = 1e-5
+    atol: float = 1e-5
     max_steps: int = 4096
 
     def solve(self, process, score_fn, key, y, ts):
         del key
         per_step, start = solver_evals(self.solver)
-        term = probability_flow_term(process, score_fn)
-        if self.rtol is None:
-            sol = _fixed_grid_solve(term, self.solver, y, ts)
-            nfe = jnp.asarray(start + per_step * (ts.shape[0] - 1), jnp.int32)
-        else:
-            atol = self.rtol if self.atol is None else self.atol
-            sol = dfx.diffeqsolve(
-                term,
-                self.solver,
-                t0=ts[0],
-                t1=ts[-1],
-                dt0=None,
-                y0=y,
-                stepsize_controller=dfx.PIDController(rtol=self.rtol, atol=atol),
-                saveat=dfx.SaveAt(t1=True),
-                max_steps=self.max_steps,
-                adjoint=dfx.ForwardMode(),
-            )
-            # Rejected steps cost their stages too (num_steps counts them); FSAL solvers add one
-            # evaluation at the start. Verified against a host-side counter in the tests.
-            nfe = start + per_step * sol.stats["num_steps"]
+        sol = dfx.diffeqsolve(
+            probability_flow_term(process, score_fn),
+            self.solver,
+            t0=ts[0],
+            t1=ts[-1],
+            dt0=None,
+            y0=y,
+            stepsize_controller=dfx.PIDController(rtol=self.rtol, atol=self.atol),
+            saveat=dfx.SaveAt(t1=True),
+            max_steps=self.max_steps,
+            adjoint=dfx.ForwardMode(),
+        )
+        # Rejected steps cost their stages too (num_steps counts them); FSAL solvers add one
+        # evaluation at the start. Verified against a host-side counter in the tests.
+        nfe = start + per_step * sol.stats["num_steps"]
         return jax.tree.map(lambda a: a[0], sol.ys), jnp.asarray(nfe, jnp.int32)
 
 
 # ----------------------------------------------------------------------------------------------
-# Samplers by name: one explicit table (no registries filled by imports).
+# Samplers by name: one explicit table (no registry filled by imports). A value is a sampler
+# class, or a ``functools.partial`` of one that fixes its diffrax solver; a name's options are the
+# class's remaining fields.
+
+SAMPLERS: dict[str, type[Sampler] | Callable[..., Sampler]] = {
+    "em": functools.partial(ReverseSDE, solver=dfx.Euler()),
+    "sde_heun": functools.partial(ReverseSDE, solver=dfx.Heun()),
+    "pc": PredictorCorrector,
+    "sscs": SSCS,
+    "ode_euler": functools.partial(ProbabilityFlow, solver=dfx.Euler()),
+    "ode_heun": functools.partial(ProbabilityFlow, solver=dfx.Heun()),
+    "ode_tsit5": functools.partial(AdaptiveProbabilityFlow, solver=dfx.Tsit5()),
+    "ode_dopri5": functools.partial(AdaptiveProbabilityFlow, solver=dfx.Dopri5()),
+}
 
 
-def _sampler_table() -> dict[str, Any]:
-    from jaxdiff.solvers.sscs import SSCS
-
-    return {
-        "em": lambda **kw: ReverseSDE(dfx.Euler(), **kw),
-        "sde_heun": lambda **kw: ReverseSDE(dfx.Heun(), **kw),
-        "pc": lambda **kw: PredictorCorrector(**kw),
-        "sscs": lambda **kw: SSCS(**kw),
-        "ode_euler": lambda **kw: ProbabilityFlow(dfx.Euler(), **kw),
-        "ode_heun": lambda **kw: ProbabilityFlow(dfx.Heun(), **kw),
-        "ode_tsit5": lambda rtol=1e-5, atol=1e-5, **kw: ProbabilityFlow(
-            dfx.Tsit5(), rtol=rtol, atol=atol, **kw
-        ),
-        "ode_dopri5": lambda rtol=1e-5, atol=1e-5, **kw: ProbabilityFlow(
-            dfx.Dopri5(), rtol=rtol, atol=atol, **kw
-        ),
-    }
+def _entry(name: str) -> tuple[type[Sampler], dict[str, Any]]:
+    """(class, the constructor arguments the name fixes)."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; known: {sorted(SAMPLERS)}")
+    entry = SAMPLERS[name]
+    if isinstance(entry, functools.partial):
+        return entry.func, dict(entry.keywords)
+    return entry, {}
 
 
-def get_sampler(name: str, **kwargs: Any) -> Sampler:
-    """A sampler by its config name, e.g. ``get_sampler('ode_tsit5', rtol=1e-3)``."""
-    table = _sampler_table()
-    if name not in table:
-        raise ValueError(f"unknown sampler {name!r}; known: {sorted(table)}")
-    return table[name](**kwargs)
+def sampler_options(name: str) -> dict[str, Any]:
+    """The options of sampler ``name`` with their defaults (the sampler class's field defaults)."""
+    cls, fixed = _entry(name)
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.name not in fixed}
 
 
-class SampleOutput(NamedTuple):
-    data: Float[Array, "b ..."]
-    state: State
-    nfe: Int[Array, ""]
+def make_sampler(name: str, **options: Any) -> Sampler:
+    """A sampler by its config name, e.g. ``make_sampler('ode_tsit5', rtol=1e-3, atol=1e-3)``.
+
+    Raises:
+      ValueError: for an unknown name, or an option that the sampler does not have.
+    """
+    known = sampler_options(name)
+    for key in options:
+        if key not in known:
+            raise ValueError(
+                f"sampler {name!r} has no option {key!r}; its options: ({', '.join(known)})"
+            )
+    return SAMPLERS[name](**options)
+
+
+def sampler_name(sampler: Sampler) -> str:
+    """The table name of a sampler object (its class name if no table entry builds it)."""
+    for name in SAMPLERS:
+        cls, fixed = _entry(name)
+        if type(sampler) is cls and all(getattr(sampler, k) == v for k, v in fixed.items()):
+            return name
+    return type(sampler).__name__
+
+
+def _requires(name: str) -> frozenset[str]:
+    return _entry(name)[0].requires
+
+
+def sampler_names_for(process: Any) -> list[str]:
+    """The names in ``SAMPLERS`` whose requirements ``process``'s capabilities meet (sorted)."""
+    caps = getattr(process, "capabilities", frozenset())
+    return sorted(name for name in SAMPLERS if _requires(name) <= caps)
+
+
+def check_sampler(sampler: Sampler | str, process: Any) -> None:
+    """Raises ``IncompatibleSamplerError`` (one line) if ``process`` lacks a capability that
+    ``sampler`` requires."""
+    if isinstance(sampler, str):
+        name, requires = sampler, _requires(sampler)
+    else:
+        name, requires = sampler_name(sampler), type(sampler).requires
+    missing = sorted(requires - getattr(process, "capabilities", frozenset()))
+    if not missing:
+        return
+    proc = type(process).__name__
+    needs = " and ".join(f"{CAPABILITIES.get(c, c)} (capability {c!r})" for c in missing)
+    them = "it" if len(missing) == 1 else "them"
+    fits = ", ".join(sampler_names_for(process)) or "none"
+    raise IncompatibleSamplerError(
+        f"sampler {name!r} needs a process with {needs}; {proc} lacks {them}. "
+        f"Samplers for {proc}: {fits}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The sampling entry point: prior draw, reverse solve, optional denoising.
 
 
 def sample(
@@ -268,14 +304,18 @@ def sample(
       score_fn: ``score_fn(y, t)`` with ``t`` a scalar time.
       key: PRNG key.
       shape: data shape with the batch axis, e.g. ``(n, 2)``.
-      sampler: a ``Sampler`` or its name (``get_sampler``).
+      sampler: a ``Sampler`` or its name in ``SAMPLERS`` (built with its default options).
       ts: the time grid (decreasing, from the prior's time); default ``make_grid(grid, steps,
         process.t_max, t_min)``.
       denoise: finish with ``process.denoise`` at ``ts[-1]`` (Tweedie for VP/VE, one noise-free
         Euler step for CLD), counted as one score evaluation.
+
+    Raises:
+      IncompatibleSamplerError: the process lacks a capability the sampler requires.
     """
+    check_sampler(sampler, process)
     if isinstance(sampler, str):
-        sampler = get_sampler(sampler)
+        sampler = make_sampler(sampler)
     if ts is None:
         ts = make_grid(grid, steps, process.t_max, t_min)
     k_prior, k_solve = jax.random.split(key)

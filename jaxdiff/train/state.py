@@ -2,8 +2,8 @@
 
 A ``TrainState`` holds named parameter *groups* (``{'score': ...}`` for score models,
 ``{'G': ..., 'D': ...}`` for DDGAN, ``{'vae': ..., 'prior': ...}`` for LSGM), each with its own
-optax state and, optionally, an EMA copy. Methods update one group at a time with
-``apply_gradients``; the trainer never looks inside the groups.
+optax state and, optionally, an EMA copy. The trainer applies optimisers and EMA
+(``jaxdiff.train.step``); methods only compute gradients, and nothing here looks inside a group.
 """
 
 from __future__ import annotations
@@ -38,34 +38,6 @@ def ema_update(ema: Any, params: Any, decay: float | jax.Array) -> Any:
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(e.dtype), ema, params)
 
 
-def apply_gradients(
-    state: TrainState,
-    group: str,
-    grads: Any,
-    tx: optax.GradientTransformation,
-    ema_decay: float | None = None,
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimiser update of ``group`` (and its EMA); returns the new state and grad norm.
-
-    Does not advance ``state.step``: a method that updates several groups in one step (DDGAN's
-    D then G) calls this once per group and then ``next_step``.
-    """
-    params = state.params[group]
-    updates, opt = tx.update(grads, state.opt_state[group], params)
-    new = optax.apply_updates(params, updates)
-    ema = state.ema
-    if ema_decay is not None and group in ema:
-        ema = {**ema, group: ema_update(ema[group], new, ema_decay)}
-    state = state.replace(
-        params={**state.params, group: new}, opt_state={**state.opt_state, group: opt}, ema=ema
-    )
-    return state, {f"grad_norm_{group}": optax.tree.norm(grads)}
-
-
-def next_step(state: TrainState) -> TrainState:
-    return state.replace(step=state.step + 1)
-
-
 def learning_rate_schedule(
     lr: float,
     warmup: int = 0,
@@ -98,12 +70,10 @@ def make_optimizer(
     schedule: str = "constant",
     total_steps: int = 1,
     min_lr: float = 0.0,
-    accumulate: int = 1,
 ) -> optax.GradientTransformation:
     """Adam(W) with warm-up, a decay schedule and global-norm clipping, as the papers train.
 
-    ``accumulate > 1`` averages gradients over that many consecutive calls before updating
-    (``optax.MultiSteps``): gradient accumulation over micro-batches.
+    Gradient accumulation is the trainer's (``training.grad_accum``), not the optimiser's.
     """
     sched = learning_rate_schedule(lr, warmup, schedule, total_steps, min_lr)
     parts = []
@@ -113,24 +83,23 @@ def make_optimizer(
         parts.append(optax.adamw(sched, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay))
     else:
         parts.append(optax.adam(sched, b1=b1, b2=b2, eps=eps))
-    tx = optax.chain(*parts)
-    if accumulate > 1:
-        tx = optax.MultiSteps(tx, every_k_schedule=accumulate)
-    return tx
+    return optax.chain(*parts)
 
 
-def optimizer_from_config(cfg: Any, total_steps: int, accumulate: int = 1):
-    """``make_optimizer`` from an ``optim`` config section (lr, b1, b2, eps, warmup, ...)."""
-    return make_optimizer(
-        cfg.lr,
-        b1=cfg.get("b1", 0.9),
-        b2=cfg.get("b2", 0.999),
-        eps=cfg.get("eps", 1e-8),
-        weight_decay=cfg.get("weight_decay", 0.0),
-        grad_clip=cfg.get("grad_clip", 1.0),
-        warmup=cfg.get("warmup", 0),
-        schedule=cfg.get("schedule", "constant"),
-        total_steps=total_steps,
-        min_lr=cfg.get("min_lr", 0.0),
-        accumulate=accumulate,
-    )
+def cosine_schedule(lr: float, min_lr: float, steps: int, warmup: int = 0) -> optax.Schedule:
+    """Linear warm-up over ``warmup`` steps, then a cosine decay lr -> min_lr (LSGM, per stage)."""
+    decay = optax.cosine_decay_schedule(lr, max(steps - warmup, 1), alpha=min_lr / lr)
+    if warmup <= 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(lr / warmup, lr, warmup), decay], [warmup])
+
+
+def adam_l2(
+    lr: optax.Schedule, eps: float, weight_decay: float = 0.0, clip: float = 0.0
+) -> optax.GradientTransformation:
+    """PyTorch-style Adam with L2 weight decay (LSGM's optimisers), optional norm clipping."""
+    parts = [optax.clip_by_global_norm(clip)] if clip else []
+    if weight_decay:
+        parts.append(optax.add_decayed_weights(weight_decay))
+    parts += [optax.scale_by_adam(eps=eps), optax.scale_by_learning_rate(lr)]
+    return optax.chain(*parts)

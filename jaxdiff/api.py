@@ -1,0 +1,146 @@
+"""The composition root: config -> objects (``jaxdiff.build``) -> trainer, sampler, evaluation.
+
+The CLI is a thin shell over these functions, and they are the Python API::
+
+    from jaxdiff import api
+    api.train(config, "runs/vp")                     # trains or resumes; writes the workdir
+    run = api.restore("runs/vp")                     # (config, method, state, data)
+    samples, info = api.sample(run, solver="ode_tsit5", num=1000)
+
+A workdir holds ``config.json`` (the resolved config), ``checkpoints/``, ``metrics.jsonl``,
+TensorBoard events, ``samples/`` and ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxdiff import build
+from jaxdiff.train import loop
+from jaxdiff.train.protocol import Method
+from jaxdiff.train.sampling import draw
+from jaxdiff.train.state import TrainState
+
+
+class WorkdirError(ValueError):
+    """A workdir that cannot be used with the requested config."""
+
+
+class Restored(NamedTuple):
+    config: ml_collections.ConfigDict
+    method: Method
+    state: TrainState
+    data: Any
+
+
+def config_path(workdir: str) -> str:
+    return os.path.join(workdir, "config.json")
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The resolved config a run stored in its workdir."""
+    path = config_path(workdir)
+    if not os.path.exists(path):
+        raise WorkdirError(
+            f"{workdir!r} holds no jaxdiff run (no config.json): train there first with "
+            "`jaxdiff train --config CONFIG --workdir DIR`"
+        )
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def _as_plain(x: Any) -> Any:
+    return json.loads(json.dumps(x.to_dict() if hasattr(x, "to_dict") else x, default=list))
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Raises if ``workdir`` holds a run whose model differs from ``config``'s."""
+    if not os.path.exists(config_path(workdir)):
+        return
+    old = load_config(workdir)
+    diffs = [
+        s for s in build.IDENTITY_SECTIONS if _as_plain(old.get(s)) != _as_plain(config.get(s))
+    ]
+    if diffs:
+        raise WorkdirError(
+            f"{workdir!r} holds a different run (method {old.get('method')!r}); config sections "
+            f"that differ: {diffs}. Nothing was changed: use a new --workdir, or the stored "
+            "config to resume."
+        )
+
+
+def _store_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        path = config_path(workdir)
+        with open(path + ".tmp", "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+        os.replace(path + ".tmp", path)
+
+
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> tuple[TrainState, dict[str, Any]]:
+    """Builds everything from ``config`` (all errors before anything is written), then trains
+    or resumes the run in ``workdir``. At the last step: writes samples and ``eval.json``."""
+    check_workdir(config, workdir)
+    run = build.build_run(config)
+    _store_config(config, workdir)
+    bs = run.method.sample_batch if hasattr(run.method, "sample_batch") else None
+
+    def snapshot(state, step):
+        loop.write_samples(run.method, state, workdir, run.num_samples, tag=f"step_{step:08d}")
+
+    state, summary = loop.train(
+        run.method, run.data, run.train, workdir, progress=progress, stop_after=stop_after,
+        snapshot=snapshot,
+    )  # fmt: skip
+    if summary["step"] >= run.train.num_steps:
+        summary["samples"] = loop.write_samples(
+            run.method, state, workdir, run.num_samples, batch_size=bs
+        )
+        if run.eval_at_end:
+            summary["eval"] = evaluate(Restored(config, run.method, state, run.data), workdir)
+    return state, summary
+
+
+def restore(workdir: str, step: int | None = None, **sampling: Any) -> Restored:
+    """(config, method, state, data) of the run in ``workdir`` at checkpoint ``step`` (latest);
+    ``sampling`` overrides the stored sampling options (``sampler``, ``steps``, ...)."""
+    if not os.path.isdir(workdir):
+        raise WorkdirError(f"workdir {workdir!r} does not exist")
+    config = load_config(workdir)
+    data = build.build_data(config)
+    method = build.build_method(config, tuple(data.shape), **sampling)
+    state = loop.restore_state(method, data, config.training.batch_size, workdir, step)
+    return Restored(config, method, state, data)
+
+
+def sample(
+    run: Restored, num: int | None = None, seed: int = 0, batch_size: int | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``num`` samples (default ``config.sampling.num``) with the run's EMA parameters."""
+    num = num or run.config.sampling.num
+    bs = batch_size or getattr(run.method, "sample_batch", None)
+    params = run.method.sampling_params(run.state)
+    return draw(run.method.sample_fn, params, jax.random.key(seed), num, bs)
+
+
+def evaluate(run: Restored, workdir: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """The method's metrics as a JSON-ready dict (also written to ``workdir/eval.json``)."""
+    res = run.method.evaluate(run.state, jax.random.key(seed), run.data)
+    res = {k: (float(v) if np.ndim(v) == 0 else np.asarray(v).tolist()) for k, v in res.items()}
+    if workdir is not None and jax.process_index() == 0:
+        with open(os.path.join(workdir, "eval.json"), "w") as f:
+            f.write(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    return res
