@@ -67,7 +67,7 @@ def train(method, data, batch_size, steps, budget_s, n_jit=50, flat=False):
     sharding = parallel.batch_sharding(mesh)
 
     def one(step):
-        x = loop._local_batch(data, step, batch_size)["x"]
+        x = loop.local_batch(data, step, batch_size)["x"]
         return {"x": x.reshape(batch_size, -1) if flat else x}
 
     def batches(step):

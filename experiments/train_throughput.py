@@ -32,7 +32,7 @@ def worker(n_jitted: int, steps: int) -> dict:
     method, data = build_method(config), build_data(config)
     mesh = parallel.make_mesh()
     bs = config.training.batch_size
-    first = loop._local_batch(data, 0, bs)
+    first = loop.local_batch(data, 0, bs)
     state = parallel.replicate(jax.device_get(method.init(jax.random.key(0), first)), mesh)
     fn = loop.make_train_fn(method, mesh, n_jitted, build_train_settings(config).step)
     sharding = parallel.batch_sharding(mesh)
@@ -42,7 +42,7 @@ def worker(n_jitted: int, steps: int) -> dict:
         for c in range(n_calls):
             s0 = start + c * n_jitted
             batches = tuple(
-                parallel.global_batch(loop._local_batch(data, s0 + i, bs), sharding)
+                parallel.global_batch(loop.local_batch(data, s0 + i, bs), sharding)
                 for i in range(n_jitted)
             )
             state, metrics = fn(state, batches, key)

@@ -75,7 +75,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
         )
 
 
-def _store_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+def store_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
         path = config_path(workdir)
@@ -95,7 +95,7 @@ def train(
     or resumes the run in ``workdir``. At the last step: writes samples and ``eval.json``."""
     check_workdir(config, workdir)
     run = build.build_run(config)
-    _store_config(config, workdir)
+    store_config(config, workdir)
     bs = run.method.sample_batch if hasattr(run.method, "sample_batch") else None
 
     def snapshot(state, step):

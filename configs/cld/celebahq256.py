@@ -18,6 +18,7 @@ def get_config():
     c = cld_config()
     c.data.kind = "image"
     c.data.name = "celeba_hq_256"  # [code] dataset celeba_256 (here tfds celeb_a_hq/256)
+    c.data.split = "train[:27000]"  # [ddgan.md] the NVAE split: 27k train / 3k held out
     c.data.image_size = 256  # [code] image_size 256
     c.data.flip = True  # [ours] (the official lmdb loader flips horizontally)
 
@@ -71,6 +72,7 @@ def get_config():
     c.training.batch_size = 64
     c.training.num_steps = 600_000  # [code] n_train_iters 600000 ([paper-cfg] 320000)
     c.training.ema_decay = 0.9999  # [code] ema_rate 0.9999
+    c.training.ema_warmup = True  # [code] EMA decay min(ema_rate, (1 + n) / (10 + n))
     c.training.log_every = 5000  # [code] log_freq 5000
     c.training.ckpt_every = 10_000  # [code] snapshot_freq 10000
     c.training.keep_every = 50_000  # [code] save_freq 50000

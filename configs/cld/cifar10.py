@@ -68,7 +68,8 @@ def get_config():
 
     c.training.batch_size = 128  # [README] 2 nodes x 8 GPUs x 8 (paper Table 6 [unverified])
     c.training.num_steps = 800_000  # [code] n_train_iters 800000 (checkpoint_800000.pth)
-    c.training.ema_decay = 0.9999  # [code] ema_rate 0.9999 (warm-up min(r, (1+n)/(10+n)))
+    c.training.ema_decay = 0.9999  # [code] ema_rate 0.9999
+    c.training.ema_warmup = True  # [code] EMA decay min(ema_rate, (1 + n) / (10 + n))
     c.training.log_every = 5000  # [code] log_freq 5000
     c.training.ckpt_every = 10_000  # [code] snapshot_freq 10000
     c.training.keep_every = 50_000  # [code] save_freq 50000

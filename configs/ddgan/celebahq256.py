@@ -18,6 +18,7 @@ EPOCHS = 800  # [README] --num_epoch 800
 def get_config():
     c = cifar10.get_config()
     c.data.name = "celeba_hq_256"  # [README] --dataset celeba_256 (tfds celeb_a_hq/256 here)
+    c.data.split = "train[:27000]"  # [ddgan.md] the NVAE split: 27k train / 3k held out
     c.data.flip = True  # [code] RandomHorizontalFlip
 
     c.ddgan.num_timesteps = 2  # [README] --num_timesteps 2

@@ -19,6 +19,7 @@ def get_config():
     c = lsgm_config()
     c.data.kind = "image"
     c.data.name = "celeba_hq_256"
+    c.data.split = "train[:27000]"  # [ddgan.md] the NVAE split: 27k train / 3k held out
     c.data.flip = True  # [code] random flips
     c.process.name = "vp"
     c.process.schedule = "linear"  # [README] quantitative: --sde_type vpsde

@@ -21,7 +21,7 @@ def get_config():
     c.objective.parameterisation = "eps"  # [code] VP score = -model / std
     c.objective.weighting = "sigma2"  # [code] training.likelihood_weighting False
     c.objective.t_min = 1e-5  # [code] eps 1e-5 in the loss
-    c.objective.reduce = "sum"  # [code] training.reduce_mean False for cont. DDPM++
+    c.objective.reduce = "mean"  # [code] vp/cifar10_ddpmpp_continuous.py: reduce_mean = True
     c.model = zoo.ddpmpp_cifar10_continuous()
     c.optim.lr = 2e-4  # [code] optim.lr
     c.optim.b1 = 0.9  # [code] optim.beta1
@@ -30,6 +30,7 @@ def get_config():
     c.optim.grad_clip = 1.0  # [code] optim.grad_clip
     c.training.batch_size = 128  # [code] training.batch_size
     c.training.ema_decay = 0.9999  # [code] model.ema_rate
+    c.training.ema_warmup = True  # [code] score_sde EMA: min(ema_rate, (1 + n) / (10 + n))
     c.training.n_jitted_steps = 5  # [code] training.n_jitted_steps
     c.training.log_every = 50  # [code] training.log_freq
     c.training.ckpt_every = 10_000  # [code] training.snapshot_freq_for_preemption

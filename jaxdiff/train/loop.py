@@ -72,9 +72,9 @@ def make_train_fn(method: Method, mesh, n_steps: int, settings: StepSettings = S
 
     ``batches`` is a tuple of ``n_steps`` global batches, each sharded over 'data' (separate
     arrays: slicing one stacked array inside the program costs a copy per step); state and key
-    are replicated. The per-step key is ``fold_in(base_key, state.step)``. The steps are
-    unrolled on the CPU and scanned elsewhere (``StepSettings.loop``); metrics come back stacked
-    along a leading axis of length ``n_steps``.
+    are replicated. The per-step key is ``fold_in(base_key, state.step)``. A few steps are
+    unrolled on the CPU, many or on accelerators scanned (``StepSettings.loop``); metrics come
+    back stacked along a leading axis of length ``n_steps``.
     """
 
     def one(state, batch, base_key):
@@ -82,7 +82,7 @@ def make_train_fn(method: Method, mesh, n_steps: int, settings: StepSettings = S
         return optimizer_step(method, state, batch, key, settings)
 
     def multi_step(state, batches, base_key):
-        if settings.unrolled() or n_steps == 1:
+        if n_steps == 1 or settings.unrolled(n_steps):
             ms = []
             for batch in batches:
                 state, m = one(state, batch, base_key)
@@ -101,7 +101,7 @@ def make_train_fn(method: Method, mesh, n_steps: int, settings: StepSettings = S
     )
 
 
-def _local_batch(data, step: int, global_bs: int) -> dict[str, np.ndarray]:
+def local_batch(data, step: int, global_bs: int) -> dict[str, np.ndarray]:
     pi, pc = jax.process_index(), jax.process_count()
     b = data.batch(step, global_bs, process_index=pi, process_count=pc)
     return {"x": np.asarray(b["x"])}
@@ -109,7 +109,7 @@ def _local_batch(data, step: int, global_bs: int) -> dict[str, np.ndarray]:
 
 def abstract_state(method: Method, data, batch_size: int, mesh) -> Any:
     """Shapes, dtypes and (replicated) shardings of the method's state, without computing it."""
-    first = _local_batch(data, 0, batch_size)
+    first = local_batch(data, 0, batch_size)
     shapes = jax.eval_shape(method.init, jax.random.key(0), first)
     repl = parallel.replicated(mesh)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
@@ -162,7 +162,7 @@ def train(
         state, meta = ckpt.restore(abstract_state(method, data, t.batch_size, mesh))
         start = int(meta["step"])
     else:
-        first = _local_batch(data, 0, t.batch_size)
+        first = local_batch(data, 0, t.batch_size)
         state = method.init(jax.random.fold_in(base_key, -1 & 0x7FFFFFFF), first)
         state = parallel.replicate(jax.device_get(state), mesh)
         start = 0
@@ -178,7 +178,7 @@ def train(
     try:
         while step < end:
             batches = tuple(
-                parallel.global_batch(_local_batch(data, step + i, t.batch_size), sharding)
+                parallel.global_batch(local_batch(data, step + i, t.batch_size), sharding)
                 for i in range(n)
             )
             state, metrics = step_fn(state, batches, base_key)

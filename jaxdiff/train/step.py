@@ -9,9 +9,11 @@ own key (``jax.random.split(key, B)``), so accumulating K micro-batches equals o
 union up to the summation order of floats (``tests/test_grad_accum.py``).
 
 Loops: on the CPU XLA runs convolutions inside a loop body (scan / fori / while) many times
-slower than the same ops outside one (issue #13: 23x for DDPM++ at batch 8), so micro-batches
-and the ``n_jitted_steps`` steps of one call are unrolled in Python there; on accelerators they
-run as ``lax.scan`` (one compiled body). ``settings.loop`` = 'unroll' | 'scan' | 'auto'.
+slower than the same ops outside one (issue #13: 23x for DDPM++ at batch 8), so short loops
+(micro-batches, the ``n_jitted_steps`` steps of one call) are unrolled in Python there; long ones
+(the toy configs' 50 MLP steps per call, where scan costs 1.2x and unrolling multiplies the
+compile time by 50) and every loop on accelerators run as ``lax.scan``. ``settings.loop`` =
+'unroll' | 'scan' | 'auto' (unroll on the CPU up to ``UNROLL_MAX`` iterations).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from jaxdiff import rng
 from jaxdiff.train.protocol import Method, PhaseGrads
 from jaxdiff.train.state import TrainState, ema_update
 
+UNROLL_MAX = 8  # longer loops compile too slowly unrolled (50 toy steps: minutes)
+
 
 @dataclasses.dataclass(frozen=True)
 class StepSettings:
@@ -34,8 +38,8 @@ class StepSettings:
 
     grad_accum: micro-batches per optimiser step (the global batch must split evenly).
     ema_warmup: EMA decay ``min(decay, (1 + n) / (10 + n))`` (score_sde / CLD-SGM) if True.
-    loop: 'unroll', 'scan' or 'auto' (unroll on the CPU, scan elsewhere) for the micro-batches
-      and the steps of one jitted call.
+    loop: 'unroll', 'scan' or 'auto' (unroll loops of up to UNROLL_MAX iterations on the CPU,
+      scan otherwise) for the micro-batches and the steps of one jitted call.
     """
 
     grad_accum: int = 1
@@ -48,9 +52,10 @@ class StepSettings:
         if self.loop not in ("auto", "unroll", "scan"):
             raise ValueError(f"training.loop must be auto, unroll or scan, got {self.loop!r}")
 
-    def unrolled(self) -> bool:
+    def unrolled(self, length: int) -> bool:
+        """Whether a loop of ``length`` iterations is unrolled."""
         if self.loop == "auto":
-            return jax.default_backend() == "cpu"
+            return jax.default_backend() == "cpu" and length <= UNROLL_MAX
         return self.loop == "unroll"
 
 
@@ -80,7 +85,7 @@ def _accumulate(
         sl = lambda a: jnp.asarray(a).reshape(m, k, *a.shape[1:])[:, i]  # noqa: E731
         return method.grads(phase, state, jax.tree.map(sl, batch), sl(keys))
 
-    if settings.unrolled():
+    if settings.unrolled(k):
         outs = [micro(i) for i in range(k)]
         aux = outs[-1].aux
         return PhaseGrads(
