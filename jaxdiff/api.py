@@ -144,3 +144,77 @@ def evaluate(run: Restored, workdir: str | None = None, seed: int = 0) -> dict[s
         with open(os.path.join(workdir, "eval.json"), "w") as f:
             f.write(json.dumps(res, indent=2, sort_keys=True) + "\n")
     return res
+
+
+# ----------------------------------------------------------------------------------------------
+# Sample quality (FID, KID, IS, precision / recall) of image models
+
+
+def _check_images(data) -> None:
+    if len(getattr(data, "shape", ())) != 3 or not hasattr(data, "images"):
+        raise ValueError("FID and its relatives need an image data set (data.kind = 'image')")
+
+
+def fid_stats(
+    config: ml_collections.ConfigDict,
+    out: str,
+    num: int | None = None,
+    batch: int = 100,
+    weights: str | None = None,
+) -> dict[str, Any]:
+    """Inception statistics of the first ``num`` (default: all) examples of the config's data
+    set, unflipped, written to ``out`` (``mu``, ``sigma``, the features up to 50k, a record)."""
+    from jaxdiff.eval import inception, quality
+
+    data = build.build_data(config)
+    _check_images(data)
+    num = min(num or data.num_examples, data.num_examples)
+    model = inception.load_inception(weights)
+    batches = (data.images(i, min(batch, num - i)) for i in range(0, num, batch))
+    feats = quality.features(model, batches, limit=num)["pool3"]
+    record = {
+        "data": config.data.to_dict(),
+        "num": int(num),
+        "weights": model.source,
+        "weights_sha256": model.sha256,
+    }
+    quality.save_stats(out, feats, record)
+    return record
+
+
+def sample_quality(
+    run: Restored,
+    num: int,
+    stats: str,
+    seed: int = 0,
+    batch_size: int | None = None,
+    weights: str | None = None,
+) -> dict[str, Any]:
+    """FID (and KID, precision / recall, density / coverage, IS where available) of ``num``
+    samples of the run against the statistics file ``stats``, with the protocol record."""
+    from jaxdiff.eval import inception, quality
+
+    _check_images(run.data)
+    ref = quality.load_stats(stats)
+    samples, info = sample(run, num=num, seed=seed, batch_size=batch_size)
+    model = inception.load_inception(weights)
+    fake = quality.features(model, quality.batched(samples, 100))
+    res: dict[str, Any] = quality.quality_metrics(fake, ref)
+    res["protocol"] = {
+        "num_samples": int(num),
+        "seed": seed,
+        "nfe": info["nfe"],
+        "sampling_seconds": info["seconds"],
+        "sampler": "the method's own chain",
+        "weights_sha256": model.sha256,
+        "reference": ref["record"] or stats,
+    }
+    if hasattr(run.method, "sampling"):
+        spec = run.method.sampling
+        res["protocol"]["sampler"] = {
+            "name": repr(spec.sampler),
+            "steps": spec.steps,
+            "grid": spec.grid,
+            "t_min": spec.t_min,
+        }
+    return res

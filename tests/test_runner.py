@@ -217,7 +217,7 @@ def test_bad_inputs_fail_clearly_and_change_nothing(tmp_path):
     assert {p: p.read_bytes() for p in step_dir.rglob("*") if p.is_file()} == snapshot
     # A workdir with no run.
     res = jaxdiff(["sample", "--workdir", str(tmp_path / "nothing")], check=False)
-    assert res.returncode == 2 and "no config.json" in res.stderr
+    assert res.returncode == 2 and "does not exist" in res.stderr and one_line(res)
 
 
 @pytest.mark.slow

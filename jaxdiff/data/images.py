@@ -69,6 +69,13 @@ class ImageData:
         self.num_examples: int = len(source)
         self.shape: tuple[int, int, int] = tuple(np.shape(self._examples[0]))
 
+    def images(self, start: int, n: int) -> Float[np.ndarray, "n h w c"]:
+        """Examples ``start .. start + n - 1`` in storage order, in [-1, 1], without flips or
+        binarisation (reference statistics for FID)."""
+        stop = min(start + n, self.num_examples)
+        out = np.stack([self._examples[i] for i in range(start, stop)]).astype(np.float32)
+        return 2 * out - 1
+
     def permutation(self, epoch: int) -> np.ndarray:
         """The order of the examples in ``epoch``: a permutation drawn from (seed, epoch)."""
         if epoch not in self._permutations:
