@@ -77,7 +77,8 @@ def _fwd_bwd(method, state, x):
     return jax.jit(jax.grad(loss, argnums=(0, 1))), (state.params["G"], state.params["D"])
 
 
-def run(name: str, batch: int, reps: int, jitted: list[int], scan: bool) -> list[dict]:
+def run(name: str, batch: int, reps: int, jitted: list[int], scan: bool):
+    """Yields one table row (a dict) per measurement, as soon as it is measured."""
     import importlib
 
     config = importlib.import_module(CONFIGS[name]).get_config()
@@ -86,11 +87,9 @@ def run(name: str, batch: int, reps: int, jitted: list[int], scan: bool) -> list
     method = build_method(config, data_shape=(32, 32, 3))
     x = jax.random.uniform(jax.random.key(0), (batch, 32, 32, 3), minval=-1, maxval=1)
     state = method.init(jax.random.key(1), {"x": x})
-    rows = []
-
     grad_fn, args = _fwd_bwd(method, state, x)
     first, med = _timed(lambda: grad_fn(*args), reps)
-    rows.append(dict(config=name, what="fwd+bwd", s_per_step=med, compile_s=first - med))
+    yield dict(config=name, what="fwd+bwd", s_per_step=med, compile_s=first - med)
 
     step = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))
     holder = {"s": state}
@@ -100,7 +99,7 @@ def run(name: str, batch: int, reps: int, jitted: list[int], scan: bool) -> list
         return m["loss"]
 
     first, bare_s = _timed(bare, reps)
-    rows.append(dict(config=name, what="bare step", s_per_step=bare_s, compile_s=first - bare_s))
+    yield dict(config=name, what="bare step", s_per_step=bare_s, compile_s=first - bare_s)
 
     mesh = parallel.make_mesh()
     sharding = parallel.batch_sharding(mesh)
@@ -118,11 +117,10 @@ def run(name: str, batch: int, reps: int, jitted: list[int], scan: bool) -> list
 
         first, med = _timed(trainer, reps)
         label = f"trainer n={n}" + (" scan" if mode == "scan" else "")
-        rows.append(
-            dict(config=name, what=label, s_per_step=med / n, compile_s=first - med,
-                 ratio_to_bare=med / n / bare_s)
+        yield dict(
+            config=name, what=label, s_per_step=med / n, compile_s=first - med,
+            ratio_to_bare=med / n / bare_s,
         )  # fmt: skip
-    return rows
 
 
 def main() -> None:
