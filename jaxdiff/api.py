@@ -96,10 +96,11 @@ def train(
     check_workdir(config, workdir)
     run = build.build_run(config)
     store_config(config, workdir)
-    bs = run.method.sample_batch if hasattr(run.method, "sample_batch") else None
+    bs = getattr(run.method, "sample_batch", None)
 
     def snapshot(state, step):
-        loop.write_samples(run.method, state, workdir, run.num_samples, tag=f"step_{step:08d}")
+        tag = f"step_{step:08d}"
+        loop.write_samples(run.method, state, workdir, run.num_samples, tag=tag, batch_size=bs)
 
     state, summary = loop.train(
         run.method, run.data, run.train, workdir, progress=progress, stop_after=stop_after,
@@ -199,22 +200,18 @@ def sample_quality(
     samples, info = sample(run, num=num, seed=seed, batch_size=batch_size)
     model = inception.load_inception(weights)
     fake = quality.features(model, quality.batched(samples, 100))
+    spec = getattr(run.method, "sampling", None)  # DDGAN samples along its own chain
+    sampler = "the method's own chain" if spec is None else {
+        "name": repr(spec.sampler), "steps": spec.steps, "grid": spec.grid, "t_min": spec.t_min,
+    }  # fmt: skip
     res: dict[str, Any] = quality.quality_metrics(fake, ref)
     res["protocol"] = {
         "num_samples": int(num),
         "seed": seed,
         "nfe": info["nfe"],
         "sampling_seconds": info["seconds"],
-        "sampler": "the method's own chain",
+        "sampler": sampler,
         "weights_sha256": model.sha256,
         "reference": ref["record"] or stats,
     }
-    if hasattr(run.method, "sampling"):
-        spec = run.method.sampling
-        res["protocol"]["sampler"] = {
-            "name": repr(spec.sampler),
-            "steps": spec.steps,
-            "grid": spec.grid,
-            "t_min": spec.t_min,
-        }
     return res
