@@ -102,9 +102,10 @@ def train(
         tag = f"step_{step:08d}"
         loop.write_samples(run.method, state, workdir, run.num_samples, tag=tag, batch_size=bs)
 
+    hooks = [loop.Hook(run.train.snapshot_every, snapshot)]
     state, summary = loop.train(
         run.method, run.data, run.train, workdir, progress=progress, stop_after=stop_after,
-        snapshot=snapshot,
+        hooks=hooks,
     )  # fmt: skip
     if summary["step"] >= run.train.num_steps:
         summary["samples"] = loop.write_samples(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -28,6 +28,13 @@ from jaxdiff.train.step import StepSettings, optimizer_step
 
 class NaNLossError(FloatingPointError):
     """The loss became NaN or infinite."""
+
+
+class Hook(NamedTuple):
+    """``fn(state, step) -> metrics or None``, run every ``every`` steps (0: never)."""
+
+    every: int
+    fn: Callable[[TrainState, int], dict[str, float] | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,13 +151,14 @@ def train(
     *,
     progress: bool = True,
     stop_after: int | None = None,
-    snapshot: Callable[[TrainState, int], None] | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> tuple[TrainState, dict[str, Any]]:
     """Trains (or resumes) the run in ``workdir``; returns the final state and a summary.
 
     ``stop_after`` ends the call after that many further steps (checkpointing there): for tests
-    and schedulers that work in slices. ``snapshot(state, step)`` is called every
-    ``settings.snapshot_every`` steps (pictures of samples).
+    and schedulers that work in slices. Each hook's ``fn(state, step)`` runs every ``hook.every``
+    steps after the checkpoint of that step (not at the last step, which the caller handles);
+    the metrics it returns are logged at that step.
     """
     t = settings
     mesh = parallel.make_mesh()
@@ -194,8 +202,11 @@ def train(
                 acc, t0, last_log = [], time.time(), step
             if step % t.ckpt_every == 0 or step == end:
                 ckpt.save(step, state, _run_position(t, step))
-            if snapshot and t.snapshot_every and step % t.snapshot_every == 0 and step != end:
-                snapshot(state, step)
+            for hook in hooks:
+                if hook.every and step % hook.every == 0 and step != end:
+                    extra = hook.fn(state, step)
+                    if extra:
+                        logger.write(step, extra)
         ckpt.wait()
     finally:
         bar.close()
