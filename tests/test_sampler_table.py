@@ -58,7 +58,7 @@ def test_options_are_the_samplers_own_fields():
 
 
 def test_option_errors_name_the_sampler_and_its_options():
-    with pytest.raises(ValueError, match=r"^unknown sampler 'nope'; known: \['em', "):
+    with pytest.raises(ValueError, match=r"^unknown sampler 'nope'; known: \['ddim', 'deis', "):
         make_sampler("nope")
     with pytest.raises(ValueError, match=r"^sampler 'em' has no option 'rtol'; its options: \(\)$"):
         make_sampler("em", rtol=1e-3)
@@ -87,9 +87,10 @@ def test_sscs_on_vp_fails_before_tracing_with_one_line(sampler):
 def test_capabilities_decide_which_names_fit():
     """Pinned: PC's corrector needs noise in every coordinate (CLD's score models return a zero
     x-score), SSCS an exact linear flow (CLD only); a discrete chain takes no SDE sampler."""
-    assert set(sampler_names_for(VP())) == set(SAMPLERS) - {"sscs"}
+    assert set(sampler_names_for(VP())) == set(SAMPLERS) - {"sscs", "gddim", "gddim_sde"}
     assert sampler_names_for(VP()) == sampler_names_for(SubVP()) == sampler_names_for(VE())
-    assert set(sampler_names_for(CLD())) == set(SAMPLERS) - {"pc"}
+    exponential = {"ddim", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "unipc", "deis", "ipndm"}
+    assert set(sampler_names_for(CLD())) == set(SAMPLERS) - {"pc", "edm_heun"} - exponential
     chain = DiscreteChain.vp(2)
     assert sampler_names_for(chain) == []
     with pytest.raises(IncompatibleSamplerError, match="'sde'.*Samplers for DiscreteChain: none"):

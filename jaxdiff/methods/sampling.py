@@ -21,11 +21,15 @@ from jaxdiff.solvers.samplers import sample
 @dataclasses.dataclass(frozen=True)
 class SamplingSpec:
     """A sampler and its grid: ``steps`` intervals of kind ``grid`` from T down to ``t_min``,
-    then ``denoise`` (one Tweedie / noise-free step, one more score evaluation) or not."""
+    then ``denoise`` (one Tweedie / noise-free step, one more score evaluation) or not.
+
+    ``grid`` is a name (``uniform``, ``quadratic``, ``logsnr``, ``karras``;
+    ``jaxdiff.solvers.grids``) or the times themselves (``steps + 1`` of them, decreasing from T).
+    """
 
     sampler: Sampler
     steps: int = 1000
-    grid: str = "uniform"
+    grid: str | tuple[float, ...] = "uniform"
     t_min: float = 1e-3
     denoise: bool = True
 

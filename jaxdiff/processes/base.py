@@ -43,10 +43,21 @@ EXACT_LINEAR_FLOW = "exact_linear_flow"
 SDE with the prior's score in place of the data score, ``dy = (-f + g^2 grad log p_T(y)) dtau +
 g dW``: linear when the prior is the stationary law (CLD). SSCS's ``A`` half-steps need it."""
 
+SCALAR_KERNEL = "scalar_kernel"
+"""The kernel is ``N(alpha_t x_0, sigma_t^2 I)`` with scalar ``alpha_t``, ``sigma_t`` given by
+``log_alpha(t)`` and ``kernel_var(t)`` (and ``log_snr(t)``), so data and noise predictions follow
+from the score: the exponential integrators (DDIM, DPM-Solver++, UniPC, DEIS, ...) need it."""
+
+CLD_KERNEL = "cld_kernel"
+"""CLD's closed forms: ``transition(t_hi, t_lo)`` (the 2x2 mean map and noise covariance between
+two times) and ``kernel_cov(t)``, shared by every coordinate pair; gDDIM needs them."""
+
 CAPABILITIES: dict[str, str] = {
     SDE: "a continuous-time forward SDE",
     NOISE_IN_EVERY_COORDINATE: "noise in every coordinate of its state",
     EXACT_LINEAR_FLOW: "an exactly solvable linear part",
+    SCALAR_KERNEL: "a scalar Gaussian kernel N(alpha_t x0, sigma_t^2 I)",
+    CLD_KERNEL: "CLD's 2x2 closed-form kernel",
 }
 
 

@@ -38,6 +38,7 @@ from jaxtyping import Array, Float
 
 from jaxdiff import rng
 from jaxdiff.processes.base import (
+    CLD_KERNEL,
     EXACT_LINEAR_FLOW,
     SDE,
     Gaussian,
@@ -233,7 +234,7 @@ class CLD(Process):
     part is solved exactly by ``reverse_linear_step`` (``exact_linear_flow``, for SSCS).
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({SDE, EXACT_LINEAR_FLOW})
+    capabilities: ClassVar[frozenset[str]] = frozenset({SDE, EXACT_LINEAR_FLOW, CLD_KERNEL})
 
     m_inv: float = 4.0
     gamma: float = 0.04
@@ -356,7 +357,13 @@ class CLD(Process):
     def data(self, y: CLDState) -> Float[Array, "b ..."]:
         return y[0]
 
-    # -- the linear part, exactly (SSCS) -------------------------------------------------------
+    # -- the linear part, exactly (SSCS, gDDIM) ------------------------------------------------
+
+    def transition(self, t_hi: Array, t_lo: Array) -> _Kernel:
+        """The forward linear flow from ``t_lo`` to ``t_hi``: ``Phi`` (``phi_xx`` ...), the noise
+        covariance ``Q`` (``q_xx``, ``q_xv``, ``q_vv``, ``det_q``) and ``w = 2 B / Gamma``
+        (App. B.1); gDDIM's exponential integrator is built from them."""
+        return _ou_kernel(self.beta_int_between(t_hi, t_lo), self.m_inv)
 
     def reverse_linear_kernel(
         self, y: CLDState, t_from: Array, t_to: Array, num_stab: Any = None

@@ -17,6 +17,7 @@ from jaxtyping import Array, Float
 
 from jaxdiff.processes.base import (
     NOISE_IN_EVERY_COORDINATE,
+    SCALAR_KERNEL,
     SDE,
     DiagonalGaussian,
     Gaussian,
@@ -34,7 +35,9 @@ class ScalarLinearProcess(Process):
     VP, sub-VP and VE inherit ``capabilities``: g(t) > 0 for t > 0 in every coordinate.
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({SDE, NOISE_IN_EVERY_COORDINATE})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {SDE, NOISE_IN_EVERY_COORDINATE, SCALAR_KERNEL}
+    )
 
     @abc.abstractmethod
     def f_coeff(self, t: Float[Array, "..."]) -> Float[Array, "..."]:

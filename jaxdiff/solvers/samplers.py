@@ -28,6 +28,16 @@ from jaxdiff.solvers.base import (
     fixed_grid_solve,
     solver_evals,
 )
+from jaxdiff.solvers.exponential import (
+    DDIM,
+    DEIS,
+    IPNDM,
+    DPMSolverPP,
+    DPMSolverPPSDE,
+    EDMHeun,
+    UniPC,
+)
+from jaxdiff.solvers.gddim import GDDIM
 from jaxdiff.solvers.grids import make_grid
 from jaxdiff.solvers.reverse import (
     ScoreFn,
@@ -207,6 +217,18 @@ SAMPLERS: dict[str, type[Sampler] | Callable[..., Sampler]] = {
     "ode_heun": functools.partial(ProbabilityFlow, solver=dfx.Heun()),
     "ode_tsit5": functools.partial(AdaptiveProbabilityFlow, solver=dfx.Tsit5()),
     "ode_dopri5": functools.partial(AdaptiveProbabilityFlow, solver=dfx.Dopri5()),
+    # Fast samplers for scalar-kernel processes (VP, sub-VP, VE): jaxdiff.solvers.exponential.
+    "ddim": DDIM,
+    "dpmpp_2m": functools.partial(DPMSolverPP, order=2),
+    "dpmpp_3m": functools.partial(DPMSolverPP, order=3),
+    "dpmpp_2m_sde": functools.partial(DPMSolverPPSDE, order=2),
+    "unipc": UniPC,
+    "deis": DEIS,
+    "ipndm": IPNDM,
+    "edm_heun": EDMHeun,
+    # CLD: jaxdiff.solvers.gddim.
+    "gddim": functools.partial(GDDIM, stochastic=False),
+    "gddim_sde": functools.partial(GDDIM, stochastic=True),
 }
 
 
@@ -293,7 +315,7 @@ def sample(
     ts: Array | None = None,
     *,
     steps: int = 1000,
-    grid: str = "uniform",
+    grid: str | Array = "uniform",
     t_min: float = 1e-3,
     denoise: bool = True,
 ) -> SampleOutput:
@@ -306,7 +328,8 @@ def sample(
       shape: data shape with the batch axis, e.g. ``(n, 2)``.
       sampler: a ``Sampler`` or its name in ``SAMPLERS`` (built with its default options).
       ts: the time grid (decreasing, from the prior's time); default ``make_grid(grid, steps,
-        process.t_max, t_min)``.
+        process.t_max, t_min, process)``: ``grid`` is a name (``uniform``, ``quadratic``,
+        ``logsnr``, ``karras``) or an array of ``steps + 1`` times.
       denoise: finish with ``process.denoise`` at ``ts[-1]`` (Tweedie for VP/VE, one noise-free
         Euler step for CLD), counted as one score evaluation.
 
@@ -317,7 +340,7 @@ def sample(
     if isinstance(sampler, str):
         sampler = make_sampler(sampler)
     if ts is None:
-        ts = make_grid(grid, steps, process.t_max, t_min)
+        ts = make_grid(grid, steps, process.t_max, t_min, process)
     k_prior, k_solve = jax.random.split(key)
     y = process.prior_sample(k_prior, shape)
     y, nfe = sampler.solve(process, score_fn, k_solve, y, ts)
