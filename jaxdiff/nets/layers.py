@@ -387,7 +387,8 @@ class Downsample(nnx.Module):
             (
                 FIRConv(cin, cout, down=True, fir=fir_kernel, dtype=dtype, rngs=rngs)
                 if fir
-                else conv(cin, cout, 3, stride=2, padding=((1, 1), (1, 1)), dtype=dtype, rngs=rngs)
+                # score_sde pads one row / column at the bottom / right, then a VALID conv
+                else conv(cin, cout, 3, stride=2, padding=((0, 1), (0, 1)), dtype=dtype, rngs=rngs)
             )
             if with_conv
             else None

@@ -68,6 +68,13 @@ class NCSNpp(nnx.Module):
       nz, z_emb_dim, n_mlp: DDGAN latent z through a PixelNorm + MLP mapping network into
         adaptive GroupNorm in every residual block (nz = 0: no z).
       output_tanh: tanh on the output (DDGAN's x0 head).
+      ve_sigma_min, ve_sigma_max: if > 0, the network is conditioned on the VE noise level
+        ``sigma(t) = sigma_min (sigma_max / sigma_min)^t`` (score_sde's continuous VE labels)
+        instead of t: the embedding sees ``label_scale * sigma(t)`` (its log for Fourier
+        features). ``label_scale = 0.5`` runs a score_sde model trained on [0, 1] data with
+        ``centered = False`` on jaxdiff's [-1, 1] data, whose VE process has twice its sigmas.
+      scale_by_sigma: divide the output by ``sigma(t)`` (score_sde's ``model.scale_by_sigma``;
+        needs the VE noise levels).
       mixing_logit_init: if not None, a per-channel learnt logit (LSGM's mixed score) is created
         as ``self.mixing_logit`` (shape (out_ch,)); the network does not use it itself.
       dtype: compute dtype; parameters, the time embedding, norm statistics and the output conv
@@ -104,6 +111,10 @@ class NCSNpp(nnx.Module):
         z_emb_dim: int = 256,
         n_mlp: int = 4,
         output_tanh: bool = False,
+        ve_sigma_min: float = 0.0,
+        ve_sigma_max: float = 0.0,
+        label_scale: float = 1.0,
+        scale_by_sigma: bool = False,
         mixing_logit_init: float | None = None,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -112,6 +123,13 @@ class NCSNpp(nnx.Module):
         assert progressive_input in ("none", "input_skip", "residual")
         assert embedding_type in ("fourier", "positional")
         assert resblock_type in ("ddpm", "biggan")
+        if (ve_sigma_min > 0) != (ve_sigma_max > 0) or ve_sigma_min > ve_sigma_max:
+            raise ValueError(
+                f"ve_sigma_min {ve_sigma_min} and ve_sigma_max {ve_sigma_max}: give both, "
+                "0 < min <= max, or neither"
+            )
+        if scale_by_sigma and not ve_sigma_max:
+            raise ValueError("scale_by_sigma needs the VE noise levels ve_sigma_min/ve_sigma_max")
         out_ch = out_ch or in_ch
         self.cfg = dict(
             in_ch=in_ch,
@@ -127,6 +145,9 @@ class NCSNpp(nnx.Module):
             conditional=conditional,
             centered=centered,
             output_tanh=output_tanh,
+            ve_sigma=(float(ve_sigma_min), float(ve_sigma_max)) if ve_sigma_max else None,
+            label_scale=float(label_scale),
+            scale_by_sigma=scale_by_sigma,
         )
         self.dtype = dtype
         self.num_levels = len(ch_mult)
@@ -260,11 +281,18 @@ class NCSNpp(nnx.Module):
 
     # ------------------------------------------------------------------------------------------
 
+    def sigma(self, t: Float[Array, " b"]) -> Float[Array, " b"]:
+        """The VE noise level ``sigma_min (sigma_max / sigma_min)^t`` (score_sde's VESDE std)."""
+        lo, hi = self.cfg["ve_sigma"]
+        return lo * (hi / lo) ** t.astype(jnp.float32)
+
     def time_embedding(self, t: Float[Array, " b"]) -> Float[Array, "b e"] | None:
         """Time embedding in float32 (computed outside autocast in the references)."""
         if not self.cfg["conditional"]:
             return None
         t = t.astype(jnp.float32)
+        if self.cfg["ve_sigma"] is not None:
+            t = self.cfg["label_scale"] * self.sigma(t)
         if self.fourier is not None:
             e = self.fourier(jnp.log(t))
         else:
@@ -354,6 +382,8 @@ class NCSNpp(nnx.Module):
             out = self.conv_out(act(self.norm_out(h.astype(jnp.float32))))
         if cfg["output_tanh"]:
             out = jnp.tanh(out)
+        if cfg["scale_by_sigma"]:
+            out = out / self.sigma(t)[:, None, None, None]
         return out.astype(jnp.float32)
 
 

@@ -151,6 +151,36 @@ def ddpmpp_cifar10_continuous() -> ml_collections.ConfigDict:
     )
 
 
+def ncsnpp_cifar10_vp_continuous() -> ml_collections.ConfigDict:
+    """score_sde's VP "NCSN++ cont." (configs/vp/cifar10_ncsnpp_continuous.py): DDPM++ with FIR
+    resampling and the residual input pyramid."""
+    return with_overrides(
+        ddpmpp_cifar10_continuous(),
+        fir=True,  # [code] model.fir
+        fir_kernel=(1, 3, 3, 1),  # [code]
+        progressive_input="residual",  # [code]
+    )
+
+
+def ncsnpp_cifar10_ve_continuous() -> ml_collections.ConfigDict:
+    """score_sde's VE "NCSN++ cont." (configs/ve/cifar10_ncsnpp_continuous.py) on jaxdiff's
+    [-1, 1] data: the official model sees [0, 1] data (data.centered False, x -> 2x - 1 inside)
+    and VE sigmas in [0.01, 50]; with x' = (x + 1) / 2 the same network is the VE process with
+    sigmas in [0.02, 100] on x, fed x as is and the label sigma(t) / 2, its output divided by
+    sigma(t) (the score of x is half the score of x')."""
+    return with_overrides(
+        ncsnpp_cifar10_vp_continuous(),
+        embedding_type="fourier",  # [code] default_cifar10_configs: Fourier features of log sigma
+        fourier_scale=16.0,  # [code]
+        time_scale=1.0,
+        ve_sigma_min=0.02,  # [code] model.sigma_min 0.01, times 2 for [-1, 1] data
+        ve_sigma_max=100.0,  # [code] model.sigma_max 50, times 2
+        label_scale=0.5,  # the official label is the [0, 1]-data sigma
+        scale_by_sigma=True,  # [code] model.scale_by_sigma
+        centered=True,  # the input is already 2x' - 1
+    )
+
+
 def _ddgan_generator(**kw: Any) -> ml_collections.ConfigDict:
     base = dict(
         name="ncsnpp",
@@ -380,6 +410,8 @@ def lsgm_cifar10_conv_vae() -> ml_collections.ConfigDict:
 PAPER_CONFIGS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "ncsnpp_cifar10_cld": ncsnpp_cifar10_cld,
     "ddpmpp_cifar10_continuous": ddpmpp_cifar10_continuous,
+    "ncsnpp_cifar10_vp_continuous": ncsnpp_cifar10_vp_continuous,
+    "ncsnpp_cifar10_ve_continuous": ncsnpp_cifar10_ve_continuous,
     "ddgan_cifar10_generator": ddgan_cifar10_generator,
     "ddgan_cifar10_discriminator": ddgan_cifar10_discriminator,
     "ddgan_celebahq256_generator": ddgan_celebahq256_generator,

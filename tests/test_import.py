@@ -1,0 +1,269 @@
+"""Official PyTorch checkpoints into jaxdiff: output parity with the official networks, complete
+name-and-shape maps of the full-size released networks, and the ``jaxdiff import`` command.
+
+The fixtures (tests/fixtures/import/, made by tools/make_import_fixtures.py with CPU torch and
+the official code) hold reduced-width official networks with seeded random weights, saved as the
+official code saves them, fixed inputs and the official outputs. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxdiff import build
+from jaxdiff.io import importers
+from jaxdiff.nets import zoo
+from jaxdiff.nets.functional import ShapeOnlyRngs, functional
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIX = ROOT / "tests" / "fixtures" / "import"
+SMALL = dict(nf=8, ch_mult=(1, 2), num_res_blocks=2, attn_resolutions=(8,))
+# released model -> (jaxdiff config module, full-size network config)
+RELEASED = {
+    "vp_ddpmpp": ("configs.vp.cifar10_ddpmpp", zoo.ddpmpp_cifar10_continuous),
+    "vp_ncsnpp": ("configs.vp.cifar10_ncsnpp", zoo.ncsnpp_cifar10_vp_continuous),
+    "ve_ncsnpp": ("configs.ve.cifar10_ncsnpp", zoo.ncsnpp_cifar10_ve_continuous),
+}
+
+
+def rel_err(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))
+
+
+def small_method(kind: str, **model):
+    import importlib
+
+    config = importlib.import_module(RELEASED[kind][0]).get_config()
+    config.model.update(dict(SMALL, **model))
+    method = build.build_method(config, data_shape=(16, 16, 3))
+    net = nnx.eval_shape(lambda: method._make(rngs=ShapeOnlyRngs()))
+    return method, net
+
+
+@pytest.mark.parametrize("kind", sorted(RELEASED))
+def test_score_sde_outputs_match_the_official_network(kind):
+    """Raw network output (trained and EMA weights) and the score through jaxdiff's objective
+    equal score_sde_pytorch's ``model(x, labels)`` and ``get_score_fn`` to 1e-5 relative.
+
+    VE: the official model works on [0, 1] data x'; jaxdiff runs it on x = 2x' - 1, where the
+    score is half the official one (d x' / d x = 1/2), and so is the network's output."""
+    method, net = small_method(kind)
+    imported = importers.import_score_sde(str(FIX / f"score_sde_{kind}.pth"), net)
+    assert imported.step == 1234
+    fx = np.load(FIX / f"score_sde_{kind}.npz")
+    x = jnp.asarray(fx["x"]).transpose(0, 2, 3, 1)
+    t = jnp.asarray(fx["t"])
+    factor = 0.5 if kind.startswith("ve") else 1.0
+    if kind.startswith("ve"):
+        x = 2.0 * x - 1.0
+    for which, params in (("model", imported.params), ("ema", imported.ema)):
+        out = np.asarray(method.net.apply(params, x, t)).transpose(0, 3, 1, 2)
+        assert rel_err(out, factor * fx[f"out_{which}"]) < 1e-5, which
+        score = np.asarray(method.score_fn(params)(x, t)).transpose(0, 3, 1, 2)
+        assert rel_err(score, factor * fx[f"score_{which}"]) < 1e-5, which
+    # the trained weights and their EMA differ, so the comparison above tells them apart
+    assert rel_err(fx["out_model"], fx["out_ema"]) > 0.1
+
+
+OPTIONS = {
+    "a": dict(resblock_type="ddpm", resamp_with_conv=False, progressive="output_skip",
+              progressive_input="input_skip", progressive_combine="cat"),
+    "b": dict(fir=False),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("which", sorted(OPTIONS))
+def test_ncsnpp_options_match_the_official_network(which):
+    """Options no released model uses: (a) DDPM blocks with FIR resampling, the output-skip
+    pyramid, the concatenated input-skip pyramid; (b) the non-FIR residual input pyramid, whose
+    strided conv pads one row / column at the bottom / right as the official one does."""
+    cfg = zoo.with_overrides(zoo.ncsnpp_cifar10_vp_continuous(), image_size=16,
+                             **dict(SMALL, num_res_blocks=1), **OPTIONS[which])  # fmt: skip
+    net = zoo.build_net_abstract(cfg)
+    imported = importers.import_score_sde(str(FIX / f"score_sde_options_{which}.pth"), net)
+    fx = np.load(FIX / f"score_sde_options_{which}.npz")
+    x = jnp.asarray(fx["x"]).transpose(0, 2, 3, 1)
+    out = functional(net)[0].apply(imported.ema, x, jnp.asarray(fx["t"]))
+    assert rel_err(np.asarray(out).transpose(0, 3, 1, 2), fx["out_ema"]) < 1e-5
+
+
+@pytest.mark.parametrize("kind", sorted(RELEASED))
+def test_full_size_released_networks_map_completely(kind):
+    """Every tensor of the released full-size state dict has one jaxdiff parameter of the same
+    shape and vice versa (the ``sigmas`` buffer is checked against the config instead), and the
+    EMA list has one tensor per trainable parameter."""
+    record = json.loads((FIX / "full_size_keys.json").read_text())["score_sde"][kind]
+    shapes = {k: tuple(s) for k, s in record["model"]}
+    shapes = importers.strip_prefix(shapes)
+    net = zoo.build_net_abstract(RELEASED[kind][1]())
+    abstract = nnx.to_pure_dict(nnx.state(net))
+    entries = importers.ncsnpp_map(net)
+    assert importers.map_problems(entries, shapes, abstract, importers.SCORE_SDE_BUFFERS) == []
+    trainable = [k for k in shapes if not importers._score_sde_frozen(k)]
+    assert len(trainable) == record["ema_shadow_params"]
+    # model.parameters() counts the Fourier frequencies, not the buffer; so does jaxdiff
+    assert zoo.count_params_abstract(RELEASED[kind][1]()) == record["num_params"]
+
+
+def test_cld_outputs_match_the_official_network():
+    """CLD-SGM's NCSN++ on (x, v) concatenated: jaxdiff's network with the imported trained and
+    EMA weights gives the official ``model(u, t)`` to 1e-5 relative."""
+    import importlib
+
+    config = importlib.import_module("configs.cld.cifar10").get_config()
+    config.model.update(SMALL)
+    method = build.build_method(config, data_shape=(16, 16, 3))
+    net = nnx.eval_shape(lambda: method._make(rngs=ShapeOnlyRngs()))
+    imported = importers.import_score_sde(str(FIX / "cld_ncsnpp.pth"), net)
+    fx = np.load(FIX / "cld_ncsnpp.npz")
+    u = jnp.asarray(fx["x"]).transpose(0, 2, 3, 1)
+    for which, params in (("model", imported.params), ("ema", imported.ema)):
+        out = np.asarray(method.net.apply(params, u, jnp.asarray(fx["t"])))
+        assert rel_err(out.transpose(0, 3, 1, 2), fx[f"out_{which}"]) < 1e-5, which
+
+
+def test_full_size_cld_network_maps_completely():
+    record = json.loads((FIX / "full_size_keys.json").read_text())["cld"]["cifar10"]
+    shapes = importers.strip_prefix({k: tuple(s) for k, s in record["model"]})
+    net = zoo.build_net_abstract(zoo.ncsnpp_cifar10_cld())
+    abstract = nnx.to_pure_dict(nnx.state(net))
+    assert importers.map_problems(importers.ncsnpp_map(net), shapes, abstract) == []
+    trainable = [k for k in shapes if not importers._score_sde_frozen(k)]
+    assert len(trainable) == record["ema_shadow_params"]
+    assert zoo.count_params_abstract(zoo.ncsnpp_cifar10_cld()) == record["num_params"]
+
+
+DDGAN_G_SMALL = dict(image_size=16, nf=8, ch_mult=(1, 2), attn_resolutions=(8,), nz=8,
+                     z_emb_dim=16, n_mlp=2)  # fmt: skip
+DDGAN_FULL = {
+    "cifar10_G": zoo.ddgan_cifar10_generator,
+    "cifar10_D": zoo.ddgan_cifar10_discriminator,
+    "celebahq256_G": zoo.ddgan_celebahq256_generator,
+    "celebahq256_D": zoo.ddgan_celebahq256_discriminator,
+}
+
+
+def test_ddgan_generator_matches_the_official_network():
+    """DDGAN's AdaGN NCSN++ generator G(x_t, t, z) (z mapping network, adaptive GroupNorms,
+    tanh head) with the imported ``netG`` weights gives the official output to 1e-5."""
+    net = zoo.build_net_abstract(zoo.with_overrides(zoo.ddgan_cifar10_generator(), **DDGAN_G_SMALL))
+    params = importers.import_state_dict(
+        str(FIX / "ddgan_netG.pth"), importers.ncsnpp_map(net), net
+    )
+    fx = np.load(FIX / "ddgan_netG.npz")
+    x = jnp.asarray(fx["x"]).transpose(0, 2, 3, 1)
+    out = functional(net)[0].apply(params, x, jnp.asarray(fx["t"]), jnp.asarray(fx["z"]))
+    out = np.asarray(out).transpose(0, 3, 1, 2)
+    assert rel_err(out, fx["out"]) < 1e-5
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_ddgan_discriminators_match_the_official_networks(size):
+    """``Discriminator_small`` (16x16 here, batch 8: two minibatch-stddev groups of 4) and
+    ``Discriminator_large`` (64x64, six FIR downsamplings) give the official logits to 1e-5."""
+    base = (
+        zoo.ddgan_cifar10_discriminator if size == "small" else zoo.ddgan_celebahq256_discriminator
+    )
+    net = zoo.build_net_abstract(zoo.with_overrides(base(), ngf=2, t_emb_dim=16))
+    params = importers.import_state_dict(
+        str(FIX / f"ddgan_netD_{size}.pth"), importers.ddgan_discriminator_map(net), net
+    )
+    fx = np.load(FIX / f"ddgan_netD_{size}.npz")
+    x_prev, x_t = (jnp.asarray(fx[k]).transpose(0, 2, 3, 1) for k in ("x_prev", "x_t"))
+    out = np.asarray(functional(net)[0].apply(params, x_prev, x_t, jnp.asarray(fx["t"])))
+    assert rel_err(out, fx["out"]) < 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(DDGAN_FULL))
+def test_full_size_ddgan_networks_map_completely(name):
+    record = json.loads((FIX / "full_size_keys.json").read_text())["ddgan"][name]
+    shapes = importers.strip_prefix({k: tuple(s) for k, s in record["model"]})
+    net = zoo.build_net_abstract(DDGAN_FULL[name]())
+    abstract = nnx.to_pure_dict(nnx.state(net))
+    mapper = importers.ncsnpp_map if name.endswith("G") else importers.ddgan_discriminator_map
+    assert importers.map_problems(mapper(net), shapes, abstract) == []
+    assert zoo.count_params_abstract(DDGAN_FULL[name]()) == record["num_params"]
+
+
+def test_mismatches_are_listed():
+    """A checkpoint of another network, wrong VE noise levels and a file of another kind fail
+    with the differences named."""
+    _, ncsnpp_net = small_method("vp_ncsnpp")
+    with pytest.raises(importers.CheckpointMismatch) as e:
+        importers.import_score_sde(str(FIX / "score_sde_vp_ddpmpp.pth"), ncsnpp_net)
+    msg = str(e.value)
+    assert "missing in the checkpoint: all_modules.6.Conv2d_0.weight (for pyr_down.0.conv" in msg
+    _, wide = small_method("vp_ddpmpp", nf=16)
+    with pytest.raises(importers.CheckpointMismatch, match="shape of all_modules.0.weight"):
+        importers.import_score_sde(str(FIX / "score_sde_vp_ddpmpp.pth"), wide)
+    _, ve = small_method("ve_ncsnpp", ve_sigma_max=80.0)
+    with pytest.raises(
+        importers.CheckpointMismatch, match="sigma_max: checkpoint 50, config label 40"
+    ):
+        importers.import_score_sde(str(FIX / "score_sde_ve_ncsnpp.pth"), ve)
+    other = ROOT / "tests" / "fixtures" / "torch_zip" / "checkpoint.pt"
+    with pytest.raises(importers.CheckpointMismatch, match="not a score_sde_pytorch"):
+        importers.import_score_sde(str(other), ve)
+
+
+@pytest.mark.slow
+def test_cli_imports_an_official_checkpoint_and_samples(tmp_path):
+    """``jaxdiff import`` writes a workdir that ``restore`` reads back with the official EMA and
+    trained weights at the official step, and ``jaxdiff sample`` samples from it."""
+    from jaxdiff import api
+    from tests.test_runner import jaxdiff
+
+    work = tmp_path / "run"
+    ckpt = str(FIX / "score_sde_digits.pth")
+    res = jaxdiff(["import", "--from", ckpt, "--config", "configs/vp/digits.py",
+                   "--config.model.nf=8", "--workdir", str(work)])  # fmt: skip
+    assert "step 1234" in res.stdout
+    run = api.restore(str(work))
+    assert int(run.state.step) == 1234
+    net = nnx.eval_shape(lambda: run.method._make(rngs=ShapeOnlyRngs()))
+    direct = importers.import_score_sde(ckpt, net)
+    fx = np.load(FIX / "score_sde_digits.npz")
+    x = jnp.asarray(fx["x"]).transpose(0, 2, 3, 1)
+    for which, params in (("model", run.state.params["score"]), ("ema", run.state.ema["score"])):
+        out = np.asarray(run.method.net.apply(params, x, jnp.asarray(fx["t"])))
+        assert rel_err(out.transpose(0, 3, 1, 2), fx[f"out_{which}"]) < 1e-5
+    np.testing.assert_array_equal(
+        np.asarray(run.state.ema["score"]["conv_in"]["kernel"]), direct.ema["conv_in"]["kernel"]
+    )
+    out = tmp_path / "s.npz"
+    jaxdiff(["sample", "--workdir", str(work), "--solver", "em", "--steps", "5", "--num", "4",
+             "--out", str(out), "--noprogress"])  # fmt: skip
+    with np.load(out) as f:
+        samples = f[f.files[0]]
+    assert samples.shape == (4, 16, 16, 1) and np.all(np.isfinite(samples))
+    with pytest.raises(api.WorkdirError, match="already holds checkpoints"):
+        api.import_checkpoint(run.config, ckpt, str(work))
+
+
+@pytest.mark.slow
+def test_api_imports_a_ddgan_generator_and_samples(tmp_path):
+    """``api.import_checkpoint`` puts a ``netG`` file into G and its EMA (D fresh), ``restore``
+    reads it back, the restored G computes the official output, and the chain samples."""
+    from configs.ddgan.digits16 import get_config
+    from jaxdiff import api
+
+    config = get_config()
+    config.model.nf = 8
+    work = str(tmp_path / "run")
+    meta = api.import_checkpoint(config, str(FIX / "ddgan_netG_digits.pth"), work)
+    assert meta["step"] == 0
+    run = api.restore(work)
+    fx = np.load(FIX / "ddgan_netG_digits.npz")
+    x = jnp.asarray(fx["x"]).transpose(0, 2, 3, 1)
+    for params in (run.state.params["G"], run.state.ema["G"]):
+        out = run.method.G.apply(params, x, jnp.asarray(fx["t"]), jnp.asarray(fx["z"]))
+        assert rel_err(np.asarray(out).transpose(0, 3, 1, 2), fx["out"]) < 1e-5
+    samples, _ = api.sample(run, num=4)
+    samples = np.asarray(samples)
+    assert samples.shape == (4, 16, 16, 1) and np.all(np.abs(samples) <= 1.0)
