@@ -35,7 +35,7 @@ def _alpha0_eps_fn(process):
 
 
 @pytest.mark.parametrize("name", PROCESSES)
-@pytest.mark.parametrize("weighting", L.WEIGHTINGS)
+@pytest.mark.parametrize("weighting", L.IS_WEIGHTINGS)
 def test_is_density_integrates_to_one_and_sampler_matches(name, weighting):
     process, t_min = PROCESSES[name]
     t = np.linspace(t_min, 1.0, 200_001)
@@ -77,7 +77,7 @@ def _estimates(objective_fn, key, z0, reps):
 
 
 @pytest.mark.parametrize("name", PROCESSES)
-@pytest.mark.parametrize("weighting", L.WEIGHTINGS)
+@pytest.mark.parametrize("weighting", L.IS_WEIGHTINGS)
 def test_is_estimate_matches_uniform_with_lower_variance(name, weighting):
     process, t_min = PROCESSES[name]
     eps_fn = _alpha0_eps_fn(process)
@@ -108,12 +108,14 @@ def _cutoff_expectation(process, t_min, mu, s):
 
 
 @pytest.mark.parametrize("name", PROCESSES)
-def test_alpha0_cross_entropy_is_the_analytic_normal_cross_entropy(name):
+@pytest.mark.parametrize("q_sampling,p_weighting", [("iw", "ll"), ("reweight_p", "un")])
+def test_alpha0_cross_entropy_is_the_analytic_normal_cross_entropy(name, q_sampling, p_weighting):
+    """Also with q on p's drop_all_iw draws reweighted by w_ll / r_un (reweight_p_samples)."""
     process, t_min = PROCESSES[name]
     d = 6
     mu = np.linspace(-1.5, 1.5, d)[None]
     log_s = np.linspace(-2.0, 0.3, d)[None]
-    obj = L.LSGMObjective(process, q_sampling="iw", t_min=t_min)
+    obj = L.LSGMObjective(process, q_sampling, p_weighting, "iw", t_min=t_min)
     eps_fn = _alpha0_eps_fn(process)
     n = 4096
 
@@ -129,6 +131,42 @@ def test_alpha0_cross_entropy_is_the_analytic_normal_cross_entropy(name):
     assert abs(vals.mean() - exact) < 4 * se
     assert abs(exact - analytic) < 2e-3 * abs(analytic)  # the time cut-offs' bias
     assert abs(vals.mean() - analytic) < 4 * se + 2e-3 * abs(analytic)
+
+
+@pytest.mark.parametrize("p_weighting", ["un", "re"])
+def test_reweight_p_draws_q_times_from_r_p_and_shares_them_with_p(p_weighting):
+    """reweight_p_samples: q's times follow p's density r_p (Kolmogorov-Smirnov), its weights
+    are w_ll / r_p, and p's loss with the same key sees the same t."""
+    process, t_min = PROCESSES["linear"]
+    obj = L.LSGMObjective(process, "reweight_p", p_weighting, "iw", t_min=t_min)
+    assert obj.shares_draws and not obj.joint
+    n = 20_000
+    t, inv_r = obj.q_times(jax.random.key(4), n)
+    np.testing.assert_allclose(inv_r, 1.0 / L.is_density(process, p_weighting, t, t_min), rtol=1e-6)
+    grid = np.linspace(t_min, 1.0, 200_001)
+    dens = np.asarray(L.is_density(process, p_weighting, jnp.asarray(grid, jnp.float32), t_min))
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(grid))])
+    s = np.sort(np.asarray(t, np.float64))
+    assert np.max(np.abs(np.interp(s, grid, cdf) - np.arange(1, n + 1) / n)) < 1.63 / math.sqrt(n)
+    eps_fn = _alpha0_eps_fn(process)
+    z0 = jax.random.normal(jax.random.key(5), (64, 3))
+    _, aux_q = obj.cross_entropy(eps_fn, jax.random.key(6), z0)
+    _, aux_p = obj.sgm_loss(eps_fn, jax.random.key(6), z0)
+    np.testing.assert_array_equal(aux_q["t"], aux_p["t"])
+    joint = L.LSGMObjective(process, "reweight_p", "ll", "uniform", t_min=t_min)
+    assert joint.joint  # CIFAR best NLL: ll_uniform / reweight_p_samples, one backward pass
+
+
+def test_rescale_weighting_is_half_over_m2_with_uniform_t():
+    """rescale_iw: w = 1 / (2 (1 - sigma_t^2)), only with uniform t."""
+    process, t_min = PROCESSES["linear"]
+    t = jnp.linspace(t_min, 1.0, 7)
+    m = process.marginal(jnp.ones((7, 1)), t).mean[:, 0]  # m_t: the mean of x0 = 1
+    np.testing.assert_allclose(L.weight(process, "rescale", t), 0.5 / m**2, rtol=1e-5)
+    with pytest.raises(ValueError, match="uniformly"):
+        L.LSGMObjective(process, "iw", "rescale", "iw", t_min=t_min)
+    with pytest.raises(ValueError, match="q_sampling"):
+        L.LSGMObjective(process, "reweight", "ll", "iw", t_min=t_min)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,6 +243,7 @@ def _tiny_config():
     c.lsgm.score.hidden, c.lsgm.score.depth, c.lsgm.score.embed_dim = 16, 1, 8
     c.lsgm.stage1_steps, c.lsgm.stage2_steps, c.lsgm.stage3 = 2, 2, True
     c.lsgm.sr_vae = c.lsgm.sr_prior = 1e-3  # exercises the persistent power-iteration state
+    c.optim.vae.optimizer_stage1 = "adamax"  # the VAE's Adamax -> Adam switch across resumes
     c.training.batch_size = 16
     c.training.num_steps = 6
     c.training.n_jitted_steps = 2

@@ -37,12 +37,16 @@ def get_config():
     c.lsgm.cont_kl_anneal = True  # [README] --cont_kl_anneal
     c.lsgm.sr_vae = 1e-2  # [README] --weight_decay_norm_vae 1e-2
     c.lsgm.sr_prior = 0.0  # [README] --weight_decay_norm_dae 0
+    c.lsgm.kl_balance = True  # [code] train_vae.py: kl_balancer(kl_balance=True) while kl_coeff < 1
+    c.lsgm.nll_t_min = 1e-5  # [README] evaluate_vada.py --ode_eps 1e-5 (MNIST)
     c.training.ema_decay = 0.9999  # [code] --ema_decay 0.9999
-    c.optim.vae.lr_stage1 = 1e-2  # [code] train_vae.py Adamax lr 1e-2 (Adam here)
+    c.optim.vae.optimizer_stage1 = "adamax"  # [code] train_vae.py Adamax(eps=1e-3)
+    c.optim.vae.lr_stage1 = 1e-2  # [code] train_vae.py --learning_rate_vae default 1e-2
     c.optim.vae.min_lr_stage1 = 1e-4  # [code]
     c.optim.vae.warmup_stage1 = 5 * 300  # [code] 5 warm-up epochs (~300 it/epoch)
     c.optim.vae.lr = 1e-4  # [code] --learning_rate_vae 1e-4
     c.optim.vae.min_lr = 1e-5  # [code] --learning_rate_min_vae 1e-5
+    c.optim.vae.warmup = 20 * 470  # [code] train_vada.py update_lr warms the VAE up too
     c.optim.vae.eps = 1e-3  # [code]
     c.optim.vae.weight_decay = 3e-4  # [code] --weight_decay 3e-4
     c.optim.prior.lr = 3e-4  # [README] --learning_rate_dae 3e-4

@@ -3,8 +3,8 @@ page, README]).
 
 Sources: [README] official NVlabs/LSGM README commands; [code] train_vae.py / train_vada.py
 defaults; [lsgm.md] the project's notes. [unverified] marks values lsgm.md derives or recalls.
-Deviations: 8-bit logistic decoder (reference: 5-bit data, 10-component DML), no IAF flow cells
-(NF 2 upstream), Adam in stage 1, no fp16. Needs the tfds CelebA-HQ-256 copy (data.data_dir).
+Deviations: no IAF flow cells (NF 2 upstream), BatchNorm without running statistics, no fp16
+(docs/lsgm.md). Needs the tfds CelebA-HQ-256 copy (data.data_dir).
 ``stage3`` switches on the qualitative model's stage 3 (a new SGM on the frozen VAE).
 """
 
@@ -13,6 +13,9 @@ import ml_collections
 from configs.base import lsgm_config
 from configs.lsgm.binarized_mnist import _sampling
 from configs.toy.lsgm import lsgm_optim, lsgm_section
+
+# [code] the NVAE split: 27,000 training images; batch 64 (4 per GPU x 16) -> 422 it / epoch
+IT_PER_EPOCH = -(-27_000 // 64)
 
 
 def get_config():
@@ -28,7 +31,9 @@ def get_config():
 
     c.lsgm = lsgm_section()
     c.optim = lsgm_optim()
-    c.lsgm.likelihood = "logistic"  # [lsgm.md 1.2] published: DML on 5-bit data
+    c.lsgm.likelihood = "dml"  # [README] train_vae.py --decoder_dist dml
+    c.lsgm.num_mix = 10  # [code] nvae.py: DiscMixLogistic's num_mix 10
+    c.lsgm.num_x_bits = 5  # [README] train_vae.py --num_x_bits 5
     c.lsgm.t_min = 0.01  # [code]
     c.lsgm.q_sampling = "iw"  # [README] --iw_sample_q ll_iw
     c.lsgm.p_weighting = "re"  # [README] --iw_sample_p drop_sigma2t_iw (w_re)
@@ -40,20 +45,25 @@ def get_config():
     c.lsgm.cont_kl_anneal = False  # [lsgm.md 5.3] not set for CelebA
     c.lsgm.sr_vae = 1e-1  # [README] --weight_decay_norm_vae 1e-1
     c.lsgm.sr_prior = 1e-2  # [README] --weight_decay_norm_dae 1e-2
+    c.lsgm.sr_vae_stage1 = 3e-2  # [README] train_vae.py --weight_decay_norm 3e-2
+    c.lsgm.sr_prior_conv = True  # [README] no --custom_conv_dae for CelebA
+    c.lsgm.kl_balance = True  # [code] train_vae.py: kl_balancer(kl_balance=True) while kl_coeff < 1
     c.training.ema_decay = 0.9999  # [code]
-    c.optim.vae.lr_stage1 = 1e-2  # [code] Adamax 1e-2 (Adam here)
+    c.optim.vae.optimizer_stage1 = "adamax"  # [code] train_vae.py Adamax(eps=1e-3)
+    c.optim.vae.lr_stage1 = 1e-2  # [code] train_vae.py --learning_rate_vae default 1e-2
     c.optim.vae.min_lr_stage1 = 1e-4  # [code]
-    c.optim.vae.warmup_stage1 = 5 * 420  # [code] 5 epochs
+    c.optim.vae.warmup_stage1 = 5 * IT_PER_EPOCH  # [code] train_vae.py --warmup_epochs 5
     c.optim.vae.lr = 1e-4  # [code] --learning_rate_vae 1e-4 (qualitative: 8e-5)
     c.optim.vae.min_lr = 1e-5  # [code]
+    c.optim.vae.warmup = 20 * IT_PER_EPOCH  # [code] train_vada.py update_lr warms the VAE up too
     c.optim.vae.eps = 1e-3  # [code]
     c.optim.vae.weight_decay = 3e-4  # [code]
     c.optim.prior.lr = 1e-4  # [README] --learning_rate_dae 1e-4
     c.optim.prior.eps = 1e-4  # [code]
-    c.optim.prior.warmup = 20 * 420  # [README] --warmup_epochs 20
+    c.optim.prior.warmup = 20 * IT_PER_EPOCH  # [README] --warmup_epochs 20
     c.optim.prior.weight_decay = 3e-4  # [code]
-    c.lsgm.stage1_steps = 200 * 470  # [README] 200 epochs at batch 64 (30k images)
-    c.lsgm.stage2_steps = 1000 * 470  # [README] 1000 epochs [lsgm.md 5.5: ~420k it]
+    c.lsgm.stage1_steps = 200 * IT_PER_EPOCH  # [README] 200 epochs at batch 64
+    c.lsgm.stage2_steps = 1000 * IT_PER_EPOCH  # [README] 1000 epochs [lsgm.md 5.5: ~420k it]
     c.lsgm.vae = ml_collections.ConfigDict()
     c.lsgm.vae.name = "nvae"
     c.lsgm.vae.num_channels = 64  # [README] --num_channels_enc/dec 64
@@ -68,6 +78,8 @@ def get_config():
     c.lsgm.vae.num_cell_per_cond_enc = 2  # [code] default
     c.lsgm.vae.num_cell_per_cond_dec = 2  # [code] default
     c.lsgm.vae.use_se = True  # [README] --use_se
+    c.lsgm.vae.arch_instance = "res_mbconv"  # [README] --arch_instance res_mbconv
+    c.lsgm.vae.progressive_input = "input_skip"  # [README] --progressive_input_vae input_skip
     c.lsgm.score = ml_collections.ConfigDict()
     c.lsgm.score.name = "ncsnpp"
     c.lsgm.score.nf = 256  # [lsgm.md 1.5] 256 channels

@@ -2,8 +2,8 @@
 
 Sources: [README] official NVlabs/LSGM README commands (CIFAR-10 vae2 + "best FID" stage 2);
 [code] defaults of train_vae.py / train_vada.py; [lsgm.md] the project's notes (section numbers).
-Deviations: one discretised logistic per channel instead of the 10-component mixture; Adam
-instead of Adamax in stage 1; no fp16. Needs tfds CIFAR-10 prepared (data.data_dir).
+Deviations: no fp16; BatchNorm without running statistics (docs/lsgm.md). Needs tfds CIFAR-10
+prepared (data.data_dir).
 """
 
 from configs.base import lsgm_config
@@ -24,9 +24,11 @@ def get_config():
 
     c.lsgm = lsgm_section()
     c.optim = lsgm_optim()
-    c.lsgm.likelihood = "logistic"  # [lsgm.md 1.2] published: 10-comp. DML; here 1 component
+    c.lsgm.likelihood = "dml"  # [code] train_vae.py --decoder_dist default dml
+    c.lsgm.num_mix = 10  # [code] nvae.py: DiscMixLogistic's num_mix 10 (100 outputs)
+    c.lsgm.num_x_bits = 8  # [code] --num_x_bits default 8
     c.lsgm.t_min = 0.01  # [code] time_eps 0.01 for the VPSDE
-    c.lsgm.q_sampling = "iw"  # [README] q: reweight_p_samples (here: separate ll_iw batch)
+    c.lsgm.q_sampling = "reweight_p"  # [README] --iw_sample_q reweight_p_samples
     c.lsgm.p_weighting = "un"  # [README] --iw_sample_p drop_all_iw (w_un)
     c.lsgm.p_sampling = "iw"  # [README] drop_all_iw
     c.lsgm.mixing_logit_init = -3.0  # [lsgm.md 2.3] default -3 (CIFAR commands do not set it)
@@ -34,13 +36,18 @@ def get_config():
     c.lsgm.kl_anneal_portion = 1.0  # [README] vae2: --kl_anneal_portion 1.0
     c.lsgm.cont_kl_anneal = True  # [README] best FID: --cont_kl_anneal
     c.lsgm.sr_vae = 1e-2  # [README] --weight_decay_norm_vae 1e-2
-    c.lsgm.sr_prior = 1e-2  # [README] --weight_decay_norm_dae 1e-2 (conv SR off upstream)
+    c.lsgm.sr_prior = 1e-2  # [README] --weight_decay_norm_dae 1e-2
+    c.lsgm.sr_prior_conv = False  # [README] --custom_conv_dae: GroupNorm term only
+    c.lsgm.sr_vae_stage1 = 1e-2  # [README] vae2: --weight_decay_norm 1e-2
+    c.lsgm.kl_balance = True  # [code] train_vae.py: kl_balancer(kl_balance=True) while kl_coeff < 1
     c.training.ema_decay = 0.9999  # [code]
-    c.optim.vae.lr_stage1 = 1e-2  # [code] Adamax 1e-2 (Adam here)
+    c.optim.vae.optimizer_stage1 = "adamax"  # [code] train_vae.py Adamax(eps=1e-3)
+    c.optim.vae.lr_stage1 = 1e-2  # [code] train_vae.py --learning_rate_vae default 1e-2
     c.optim.vae.min_lr_stage1 = 1e-4  # [code]
     c.optim.vae.warmup_stage1 = 5 * 195  # [code] 5 epochs at 195 it/epoch
     c.optim.vae.lr = 1e-4  # [code] --learning_rate_vae 1e-4
     c.optim.vae.min_lr = 1e-5  # [code]
+    c.optim.vae.warmup = 5 * 195  # [code] train_vada.py update_lr: the VAE's lr warms up too
     c.optim.vae.eps = 1e-3  # [code]
     c.optim.vae.weight_decay = 3e-4  # [code]
     c.optim.prior.lr = 1e-4  # [README] --learning_rate_dae 1e-4
@@ -60,6 +67,7 @@ def get_config():
     c.training.precision = "bfloat16"  # [lsgm.md 7.1] reference: fp16 autocast
     c.sampling = _sampling(c.sampling)
     c.sampling.t_min = 1e-6  # [README] CIFAR: --ode_eps 1e-6
+    c.lsgm.nll_t_min = 1e-6  # [README] evaluate_vada.py --ode_eps 1e-6
     c.eval.likelihood_examples = 256
     c.eval.divergence = "hutchinson_gaussian"  # [code]
     return c

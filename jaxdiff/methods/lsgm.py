@@ -51,16 +51,28 @@ METRICS = ("loss", "nelbo", "recon", "kl", "kl_coeff", "p_loss", "alpha", "stage
 class LSGMSettings:
     """LSGM's training options (the ``lsgm`` config section; defaults in configs/toy/lsgm.py).
 
-    likelihood: decoder p(x | z_0): gaussian | bernoulli | logistic.
+    likelihood: decoder p(x | z_0): gaussian | bernoulli | logistic | dml.
+    num_mix: components of the ``dml`` decoder (LSGM's 10).
+    num_x_bits: bit depth the images are quantised to (``objectives.decoders.quantise``) and the
+      discrete decoders' grid (LSGM's ``--num_x_bits``; 5 for CelebA-HQ).
     stage1_steps, stage2_steps, stage3: the stages above.
     kl_min, kl_max_stage1, kl_anneal_portion: stage 1's linear KL warm-up.
     cont_kl_anneal, cont_kl_portion: stage 2's warm-up kl_max_stage1 -> 1.
     sr_vae, sr_prior: spectral-regularisation weights (0: off).
+    sr_vae_stage1: the VAE's weight in stage 1 (``train_vae.py --weight_decay_norm``; None: sr_vae).
+    sr_prior_conv: whether the prior's SR includes the kernels' spectral norms (False: only the
+      normalisation layers' max|gamma|, as LSGM's ``--custom_conv_dae`` prior, whose SR finds no
+      NVAE conv in NCSN++).
+    kl_balance: stage 1's KL balancing while the KL coefficient is < 1 (``train_vae.py``: on).
     mixing_logit_init: initial logit of the mixed score's per-channel weight.
     update_q_ema: the encoder's objective uses the prior's EMA (separate objectives only).
+    nll_t_min: the likelihood ODE's end time (``--ode_eps``; README: 1e-6 CIFAR-10, 1e-5 MNIST).
+    num_iw_samples: importance samples of the evaluation's NLL bound (1: the plain bound).
     """
 
     likelihood: str = "gaussian"
+    num_mix: int = 10
+    num_x_bits: int = 8
     stage1_steps: int = 0
     stage2_steps: int = 1
     stage3: bool = False
@@ -71,8 +83,13 @@ class LSGMSettings:
     cont_kl_portion: float = 0.1
     sr_vae: float = 0.0
     sr_prior: float = 0.0
+    sr_vae_stage1: float | None = None
+    sr_prior_conv: bool = True
+    kl_balance: bool = True
     mixing_logit_init: float = -3.0
     update_q_ema: bool = False
+    nll_t_min: float = 1e-5
+    num_iw_samples: int = 1
 
 
 class LSGMMethod(Method):
@@ -118,6 +135,8 @@ class LSGMMethod(Method):
         c = self.c = settings
         self.data_shape = tuple(data_shape)
         self.likelihood = c.likelihood
+        # images on the decoder's grid: held-out likelihoods must not dequantise them
+        self.discrete_data = c.likelihood in ("bernoulli", "logistic", "dml")
         self.process = process
         self.objective = objective
         self.s1 = int(c.stage1_steps)
@@ -143,6 +162,9 @@ class LSGMMethod(Method):
         self.top_shape = tuple(top.shape[1:])
         self.n_top = found["n_top"]
         self.rest_shapes = [tuple(z.shape[1:]) for z in zs[self.n_top :]]
+        # KL balancing's alpha ('square'): 4^s for the groups of scale s (0 the top), equal
+        # groups per scale as in LSGM's NVAE
+        self.kl_alpha = L.kl_balance_alpha(len(zs) // self.n_top, self.n_top)
         self._make_net = make_net
         net = nnx.eval_shape(lambda: self._make_net(nnx.Rngs(0)))
         self.net_graph = functional(net)[0].graphdef
@@ -195,14 +217,30 @@ class LSGMMethod(Method):
         ema = {"prior": jax.tree.map(jnp.copy, params["prior"])}
         return TrainState(jnp.zeros((), jnp.int32), params, opt, ema)
 
-    def _sr(self, group: str, params, state: TrainState):
-        lam = float(self.c.sr_vae if group == "vae" else self.c.sr_prior)
+    def _sr(self, group: str, params, state: TrainState, stage1: bool = False):
+        c = self.c
+        lam = float(c.sr_vae if group == "vae" else c.sr_prior)
+        if stage1 and c.sr_vae_stage1 is not None:
+            lam = float(c.sr_vae_stage1)
         if not lam or "sr" not in state.opt_state:
             return jnp.zeros(()), None
+        if group == "prior" and not c.sr_prior_conv:
+            return lam * norm_scale_penalty(params), None
         sigma, new = spectral_regularizer(params, state.opt_state["sr"][group], 4)
         return lam * (sigma + norm_scale_penalty(params)), new
 
     # -- the ELBO --------------------------------------------------------------------------------
+
+    def preprocess(self, x: Array) -> Array:
+        """Images reduced to ``num_x_bits`` (LSGM's ``pre_process``; identity at 8 bits)."""
+        x = jnp.asarray(x, jnp.float32)
+        if self.likelihood in ("logistic", "dml") and self.c.num_x_bits != 8:
+            return N.quantise(x, self.c.num_x_bits)
+        return x
+
+    def recon_nll(self, params: Array, x: Array) -> Array:
+        """-log p(x | z) per example from the decoder's output ``params``."""
+        return N.decoder_nll(self.likelihood, params, x, self.c.num_mix, self.c.num_x_bits)
 
     def kl_coeff(self, step: Array) -> Array:
         """Stage 1: linear KL warm-up kl_min -> kl_max_stage1 over kl_anneal_portion of stage 1;
@@ -222,7 +260,7 @@ class LSGMMethod(Method):
         """Encoder pass: (decoder nll, log q at the sample, top latent, Normal CE of the rest)."""
         vae = self.vae(vae_params)
         enc = vae.encode(x, key)
-        recon = N.decoder_nll(self.likelihood, vae.decode(enc["z"]), x)
+        recon = self.recon_nll(vae.decode(enc["z"]), x)
         log_q = sum(
             L.log_normal(*g) for g in zip(enc["z"], enc["mu"], enc["log_sigma"], strict=True)
         )
@@ -257,10 +295,17 @@ class LSGMMethod(Method):
         def loss_fn(vp):
             vae = self.vae(vp)
             enc = vae.encode(x, keys)
-            recon = N.decoder_nll(self.likelihood, vae.decode(enc["z"]), x)
-            kl = sum(L.normal_kl(m, s) for m, s in zip(enc["mu"], enc["log_sigma"], strict=True))
-            sr, sr_state = self._sr("vae", vp, state)
-            loss = jnp.mean(recon + kl_coeff * kl) + sr
+            recon = self.recon_nll(vae.decode(enc["z"]), x)
+            groups = [L.normal_kl(m, s) for m, s in zip(enc["mu"], enc["log_sigma"], strict=True)]
+            kl_all = jnp.stack(groups, axis=1)  # (b, groups), top group first
+            kl = kl_all.sum(axis=1)
+            if self.c.kl_balance:  # NVAE's balancing while kl_coeff < 1 (train_vae.py)
+                gamma = L.kl_balance_coeffs(kl_all, self.kl_alpha, kl_coeff)
+                weighted = jnp.sum(kl_all * gamma, axis=1)
+            else:
+                weighted = kl
+            sr, sr_state = self._sr("vae", vp, state, stage1=True)
+            loss = jnp.mean(recon + kl_coeff * weighted) + sr
             return loss, (jnp.mean(recon), jnp.mean(kl), sr_state)
 
         (loss, (recon, kl, sr_state)), g = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -308,6 +353,8 @@ class LSGMMethod(Method):
             pq = state.ema["prior"] if self.c.update_q_ema else pp
             grad_fn = jax.value_and_grad(self._q_loss, has_aux=True)
             (loss, (aux, sr_v)), g_v = grad_fn(vp, pq, x, k_q, kl_coeff, state)
+            if self.objective.shares_draws:  # reweight_p_samples: p on q's (t, eps) draws
+                k_p = rng.split(k_q)[1]
             (p_loss, sr_p), g_p = jax.value_and_grad(self._p_loss, has_aux=True)(
                 pp, aux["top"], k_p, state
             )
@@ -350,7 +397,7 @@ class LSGMMethod(Method):
 
     def grads(self, phase: int, state: TrainState, batch: dict[str, Any], keys: jax.Array):
         del phase
-        x = jnp.asarray(batch["x"], jnp.float32)
+        x = self.preprocess(batch["x"])
         branches = [self._stage1, self._stage2] + ([self._stage3] if self.stage3 else [])
         if self.s1 <= 0:
             branches[0] = self._stage2
@@ -372,33 +419,70 @@ class LSGMMethod(Method):
             self.temp * jax.random.normal(jax.random.fold_in(k_r, i), (num, *s))
             for i, s in enumerate(self.rest_shapes)
         ]
-        x = N.decoder_mean(self.likelihood, vae.decode(vae.split_top(out.data) + rest))
+        x = N.decoder_mean(
+            self.likelihood, vae.decode(vae.split_top(out.data) + rest), self.data_shape[-1],
+            self.c.num_mix,
+        )  # fmt: skip
         return x, out.nfe
 
-    def nll(self, state: TrainState, key: jax.Array, x: Array, **kw: Any) -> dict[str, float]:
+    def nll(
+        self,
+        state: TrainState,
+        key: jax.Array,
+        x: Array,
+        num_iw_samples: int | None = None,
+        **kw: Any,
+    ) -> dict[str, float]:
         """The NLL bound recon + log q - log p_ODE(z_0) + CE of the Normal groups (App. E).
 
         ``log p(z_0)`` of the score prior comes from the probability-flow ODE (exact divergence
-        for small latents, Gaussian Hutchinson otherwise), from ``t_min`` (1e-5) to 1.
-        Returns nats per example (``nll``), and ``bpd`` for 8-bit images.
+        for small latents, Gaussian Hutchinson otherwise), from ``nll_t_min`` to 1.
+        With ``num_iw_samples`` K > 1 (LSGM's ``--num_iw_samples``) it also returns the
+        importance-weighted bound (Burda et al. 2016, Eq. 8)
+        ``nll_iw = -log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)``, z_k ~ q, with log p of the
+        top group from the ODE and N(0, I) for the others (``nll``: the mean single-sample
+        bound over the same K draws). Returns nats per example, and ``bpd`` for images.
         """
+        k_iw = int(self.c.num_iw_samples if num_iw_samples is None else num_iw_samples)
+        if k_iw < 1:
+            raise ValueError(f"num_iw_samples must be >= 1, got {k_iw}")
         auto = "exact" if math.prod(self.top_shape) <= 16 else "hutchinson_gaussian"
         opts = {"divergence": self.divergence or auto}
-        opts.update(t_min=1e-5, rtol=1e-5, atol=1e-5)
+        opts.update(t_min=float(self.c.nll_t_min), rtol=1e-5, atol=1e-5)
         opts.update(kw)
         prior = state.ema["prior"]
 
         @jax.jit
         def bound(vae_params, prior, x, key):
             k_e, k_l = jax.random.split(key)
-            recon, log_q, top, ce_rest, _ = self.latent_terms(vae_params, x, k_e)
+            recon, log_q, top, ce_rest, enc = self.latent_terms(vae_params, x, k_e)
             out = log_likelihood(self.process, self.score_fn(prior), top, k_l, **opts)
-            return recon + log_q - out.logp + ce_rest, recon, out.nfe
+            log_p_rest = sum(
+                (
+                    L.log_normal(z, jnp.zeros_like(z), jnp.zeros_like(z))
+                    for z in enc["z"][self.n_top :]
+                ),
+                jnp.zeros_like(recon),
+            )
+            log_w = -recon - log_q + out.logp + log_p_rest
+            return recon + log_q - out.logp + ce_rest, recon, log_w, out.nfe
 
-        nll, recon, nfe = bound(state.params["vae"], prior, jnp.asarray(x, jnp.float32), key)
-        res = {"nll": float(np.mean(nll)), "recon": float(np.mean(recon)), "nfe": int(nfe)}
-        if self.likelihood == "logistic":
-            res["bpd"] = res["nll"] / (math.prod(self.data_shape) * math.log(2.0))
+        x = self.preprocess(x)
+        draws = [bound(state.params["vae"], prior, x, k) for k in jax.random.split(key, k_iw)]
+        nll = np.mean([np.asarray(d[0]) for d in draws], axis=0)
+        recon = np.mean([np.asarray(d[1]) for d in draws], axis=0)
+        res = {"nll": float(np.mean(nll)), "recon": float(np.mean(recon))}
+        res["nfe"] = int(np.mean([int(d[3]) for d in draws]))
+        names = ["nll"]
+        if k_iw > 1:
+            log_w = np.stack([np.asarray(d[2], np.float64) for d in draws])
+            iw = -(np.logaddexp.reduce(log_w, axis=0) - math.log(k_iw))
+            res["nll_iw"], res["num_iw_samples"] = float(np.mean(iw)), k_iw
+            names.append("nll_iw")
+        if self.likelihood in ("logistic", "dml"):
+            for n in names:
+                key_out = "bpd" if n == "nll" else "bpd_iw"
+                res[key_out] = res[n] / (math.prod(self.data_shape) * math.log(2.0))
         return res
 
     def evaluate(self, state: TrainState, key: jax.Array, data: Any) -> dict[str, float]:

@@ -48,8 +48,11 @@ from jaxdiff.processes.schedules import GeometricSchedule, LinearSchedule
 # eps_fn(z_t, t) -> mixed eps prediction, t of shape (b,)
 EpsFn = Callable[[Array, Array], Array]
 
-WEIGHTINGS = ("ll", "un", "re")
+IS_WEIGHTINGS = ("ll", "un", "re")  # those with an importance distribution r(t)
+WEIGHTINGS = (*IS_WEIGHTINGS, "rescale")
 SAMPLINGS = ("iw", "uniform")
+# q's t: its own ll_iw / ll_uniform batch, or p's draws reweighted (``reweight_p_samples``)
+Q_SAMPLINGS = (*SAMPLINGS, "reweight_p")
 
 # ----------------------------------------------------------------------------------------------
 # Closed forms of the VP SDEs LSGM uses (App. B): sigma^2(t), its inverse, int (1 - sigma^2)
@@ -121,8 +124,11 @@ def _m2_inverse_linear(s: LinearSchedule, u: Array, t_min: float, t_max: float) 
 
 
 def weight(process: VP, weighting: str, t: Float[Array, " b"]) -> Float[Array, " b"]:
-    """w(t) multiplying ||eps - eps_theta||^2: ``ll`` g^2/(2 sigma^2), ``un`` 1, ``re`` g^2/2."""
+    """w(t) multiplying ||eps - eps_theta||^2: ``ll`` g^2/(2 sigma^2), ``un`` 1, ``re`` g^2/2,
+    ``rescale`` 1/(2 (1 - sigma^2)) (LSGM's ``rescale_iw``, with uniform t)."""
     t = jnp.asarray(t, jnp.float32)
+    if weighting == "rescale":  # 1 - sigma^2 = m_t^2 on a VP, exact near t = 1
+        return 0.5 * jnp.exp(-2.0 * process.log_alpha(t))
     if weighting == "ll":
         return 0.5 * process.g2(t) / var(process, t)
     if weighting == "un":
@@ -255,14 +261,31 @@ class LSGMObjective(eqx.Module):
     def __check_init__(self):
         if self.p_weighting not in WEIGHTINGS:
             raise ValueError(f"unknown p_weighting {self.p_weighting!r}; use {WEIGHTINGS}")
-        for s in (self.q_sampling, self.p_sampling):
-            if s not in SAMPLINGS:
-                raise ValueError(f"unknown t sampling {s!r}; use {SAMPLINGS}")
+        if self.p_sampling not in SAMPLINGS:
+            raise ValueError(f"unknown p_sampling {self.p_sampling!r}; use {SAMPLINGS}")
+        if self.q_sampling not in Q_SAMPLINGS:
+            raise ValueError(f"unknown q_sampling {self.q_sampling!r}; use {Q_SAMPLINGS}")
+        if self.p_weighting == "rescale" and self.p_sampling != "uniform":
+            raise ValueError("p_weighting 'rescale' (rescale_iw) samples t uniformly")
 
     @property
     def joint(self) -> bool:
         """Whether p's objective is q's, so that one backward pass serves both networks."""
-        return self.p_weighting == "ll" and self.p_sampling == self.q_sampling
+        same_t = self.p_sampling == self.q_sampling or self.q_sampling == "reweight_p"
+        return self.p_weighting == "ll" and same_t
+
+    @property
+    def shares_draws(self) -> bool:
+        """Whether q reweights p's (t, eps) draws: p's loss must get the key of q's CE."""
+        return self.q_sampling == "reweight_p"
+
+    def q_times(self, key: jax.Array, n: int) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
+        """q's times and inverse densities: its own draw of r_ll (or uniform), or p's draws
+        (``reweight_p``), whose weight w_ll / r_p keeps the CE unbiased (LSGM's
+        ``obj_weight_t_ll``)."""
+        if self.q_sampling == "reweight_p":
+            return sample_t(self.process, self.p_weighting, self.p_sampling, key, n, self.t_min)
+        return sample_t(self.process, "ll", self.q_sampling, key, n, self.t_min)
 
     def ce_constant(self, num_dims: int) -> float | Array:
         """D/2 log(2 pi e sigma^2(t_min)) (Theorem 1; ``cross_entropy_const(time_eps)``)."""
@@ -281,7 +304,7 @@ class LSGMObjective(eqx.Module):
         Returns ``(ce, aux)``; ``aux['t']`` are the times, ``aux['dsm']`` the weighted term.
         """
         k_t, k_e = rng.split(key)
-        t, inv_r = sample_t(self.process, "ll", self.q_sampling, k_t, z0.shape[0], self.t_min)
+        t, inv_r = self.q_times(k_t, z0.shape[0])
         sq = self._residual_sq(eps_fn, k_e, z0, t)
         dsm = weight(self.process, "ll", t) * inv_r * sq
         d = z0.size // z0.shape[0]
@@ -312,3 +335,32 @@ def negative_elbo(
     """(training loss, -ELBO): recon + kl_coeff (log q + CE), and the same with kl_coeff = 1."""
     kl = log_q + cross_entropy
     return recon_nll + kl_coeff * kl, recon_nll + kl
+
+
+# ----------------------------------------------------------------------------------------------
+# NVAE's KL balancing (Vahdat & Kautz 2020, Sec. 3.2 / App. A; LSGM's train_vae.py)
+
+
+def kl_balance_alpha(num_scales: int, groups_per_scale: int) -> Float[Array, " g"]:
+    """The 'square' balancing weights alpha_l, top group first: 4^s / G for the G groups of
+    scale s (0 the smallest), divided by their minimum (so 4^s with equal group counts)."""
+    a = jnp.concatenate(
+        [jnp.full((groups_per_scale,), 4.0**s / groups_per_scale) for s in range(num_scales)]
+    )
+    return a / a.min()
+
+
+def kl_balance_coeffs(
+    kl_all: Float[Array, "b g"], alpha: Float[Array, " g"], kl_coeff: float | Array
+) -> Float[Array, " g"]:
+    """Per-group KL multipliers gamma_l (no gradient) while ``kl_coeff < 1``, else ones.
+
+    gamma_l proportional to (E_b|KL_l| + 0.01) / alpha_l, scaled to mean 1: groups that carry
+    little KL are penalised less (fewer inactive groups); the training KL is
+    ``kl_coeff * sum_l gamma_l KL_l``.
+    """
+    kl_all = jax.lax.stop_gradient(kl_all)
+    c = jnp.mean(jnp.abs(kl_all), axis=0) + 0.01
+    g = c / alpha * jnp.sum(c)
+    g = g / jnp.mean(g)
+    return jnp.where(jnp.asarray(kl_coeff) < 1.0, g, jnp.ones_like(g))

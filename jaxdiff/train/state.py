@@ -8,7 +8,7 @@ optax state and, optionally, an EMA copy. The trainer applies optimisers and EMA
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -103,3 +103,45 @@ def adam_l2(
         parts.append(optax.add_decayed_weights(weight_decay))
     parts += [optax.scale_by_adam(eps=eps), optax.scale_by_learning_rate(lr)]
     return optax.chain(*parts)
+
+
+def adamax_l2(
+    lr: optax.Schedule, eps: float, weight_decay: float = 0.0, clip: float = 0.0
+) -> optax.GradientTransformation:
+    """PyTorch-style Adamax with L2 weight decay (NVAE's and LSGM's stage-1 optimiser,
+    ``Adamax(lr, weight_decay, eps=1e-3)``): u = max(b2 u, |g| + eps), step lr m_hat / u."""
+    parts = [optax.clip_by_global_norm(clip)] if clip else []
+    if weight_decay:
+        parts.append(optax.add_decayed_weights(weight_decay))
+    parts += [optax.scale_by_adamax(eps=eps), optax.scale_by_learning_rate(lr)]
+    return optax.chain(*parts)
+
+
+class SwitchState(NamedTuple):
+    count: jax.Array
+    first: optax.OptState
+    second: optax.OptState
+
+
+def switch_at(
+    boundary: int, first: optax.GradientTransformation, second: optax.GradientTransformation
+) -> optax.GradientTransformation:
+    """``first`` for the first ``boundary`` updates, then ``second`` from its own fresh state
+    (LSGM: stage 1's Adamax, then stage 2's Adam, as two separate runs of the official code)."""
+
+    def init(params):
+        return SwitchState(jnp.zeros((), jnp.int32), first.init(params), second.init(params))
+
+    def update(updates, state, params=None):
+        def one(u):
+            out, s1 = first.update(u, state.first, params)
+            return out, s1, state.second
+
+        def two(u):
+            out, s2 = second.update(u, state.second, params)
+            return out, state.first, s2
+
+        out, s1, s2 = jax.lax.cond(state.count < boundary, one, two, updates)
+        return out, SwitchState(state.count + 1, s1, s2)
+
+    return optax.GradientTransformation(init, update)
