@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import zipfile
+import zlib
 from collections.abc import Callable
 
 import equinox as eqx
@@ -274,7 +275,7 @@ class PointData:
                 if not names:
                     raise KeyError(f"{path} holds arrays {f.files}; name the (N, d) array 'x'")
                 points = np.asarray(f[names[0]])
-        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:  # missing, truncated
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:  # truncated
             raise ValueError(f"cannot read points from {path!r}: {e}") from e
         if points.ndim != 2 or not np.issubdtype(points.dtype, np.floating):
             raise ValueError(

@@ -1,9 +1,11 @@
-"""Run feedback: a progress bar, metrics as JSON lines and TensorBoard event files."""
+"""Run feedback: a progress bar, metrics as JSON lines, TensorBoard event files, and the run's
+event log (``events.jsonl``: restore fall-backs, checkpoints set aside, stops by a signal)."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -61,3 +63,24 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class EventLog:
+    """Warnings about the run: one line on stderr (every process) and a JSON line in
+    ``workdir/events.jsonl`` (process 0), e.g. a checkpoint skipped because it is corrupt."""
+
+    def __init__(self, workdir: str):
+        self.path = os.path.join(workdir, "events.jsonl")
+        self.enabled = jax.process_index() == 0
+
+    def warn(
+        self, message: str, step: int | None = None, event: str = "warning", echo=True, **extra
+    ) -> None:
+        if echo:
+            print(f"jaxdiff: warning: {message}", file=sys.stderr, flush=True)
+        if not self.enabled:
+            return
+        row = {"time": time.time(), "event": event, "step": step, "message": message, **extra}
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row, default=str) + "\n")

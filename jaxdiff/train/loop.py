@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -17,9 +18,11 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxdiff.train import parallel
-from jaxdiff.train.checkpoint import Checkpointer
-from jaxdiff.train.logging import MetricsLogger, Progress
+from jaxdiff.train import parallel, preemption
+from jaxdiff.train.checkpoint import Checkpointer, CheckpointError
+from jaxdiff.train.goodput import Goodput
+from jaxdiff.train.logging import EventLog, MetricsLogger, Progress
+from jaxdiff.train.preemption import LostPeerError, PeerWatchdog, StopSignals
 from jaxdiff.train.protocol import Method
 from jaxdiff.train.sampling import draw
 from jaxdiff.train.state import TrainState
@@ -61,6 +64,14 @@ class TrainSettings:
 
     def __post_init__(self):
         n = self.n_jitted_steps
+        for name in ("batch_size", "n_jitted_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"training.{name} must be positive, got {getattr(self, name)}")
+        for name in ("num_steps", "log_every", "ckpt_every", "keep_every", "snapshot_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"training.{name} must be >= 0, got {getattr(self, name)}")
+        if self.keep < 1:
+            raise ValueError(f"training.keep must be positive, got {self.keep}")
         for name in ("log_every", "ckpt_every", "snapshot_every", "num_steps"):
             v = getattr(self, name)
             if v and v % n:
@@ -129,7 +140,7 @@ def checkpointer(workdir: str, keep: int = 2, keep_every: int = 0) -> Checkpoint
 def restore_state(
     method: Method, data, batch_size: int, workdir: str, step: int | None = None
 ) -> TrainState:
-    """The state of the checkpoint ``step`` (default: the latest) in ``workdir``."""
+    """The state of the checkpoint ``step`` (default: the newest readable one) in ``workdir``."""
     mesh = parallel.make_mesh()
     ckpt = checkpointer(workdir)
     try:
@@ -137,6 +148,43 @@ def restore_state(
     finally:
         ckpt.close()
     return state
+
+
+def check_restore_step(workdir: str, step: int) -> None:
+    """Raises ``CheckpointError`` unless ``workdir`` has a checkpoint of ``step`` (before a
+    run writes anything)."""
+    directory = os.path.join(workdir, "checkpoints")
+    steps = sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if os.path.isdir(
+        directory
+    ) else []  # fmt: skip
+    if step not in steps:
+        raise CheckpointError(f"--restore_step {step}: no such checkpoint in {directory} "
+                              f"(steps: {steps})")  # fmt: skip
+
+
+def _resume(method, data, t: TrainSettings, ckpt: Checkpointer, mesh, step, events: EventLog):
+    """(state, step) of the checkpoint to continue from, or (None, None) for a fresh run.
+
+    Unreadable newer checkpoints (skipped with a warning) and, with an explicit ``step``, the
+    newer readable ones are moved aside, never deleted, so the run can write those steps again.
+    """
+    if not ckpt.all_steps():
+        if step is not None:
+            raise CheckpointError(f"--restore_step {step}: no checkpoint in {ckpt.directory}")
+        return None, None
+    state, meta = ckpt.restore(abstract_state(method, data, t.batch_size, mesh), step, events.warn)
+    restored = ckpt.restored_step
+    bad = [s for s, _ in ckpt.skipped]
+    if bad:
+        where = ckpt.set_aside(bad, "unreadable")
+        events.warn(f"resumed from step {restored}; unreadable checkpoints {bad} moved to {where}",
+                    step=restored, event="restore_fallback", skipped=ckpt.skipped)  # fmt: skip
+    newer = [s for s in ckpt.all_steps() if s > restored]
+    if newer:
+        where = ckpt.set_aside(newer, "superseded")
+        events.warn(f"--restore_step {restored}: newer checkpoints {newer} moved to {where}",
+                    step=restored, event="restore_step")  # fmt: skip
+    return state, int(meta["step"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,67 +200,130 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     hooks: Sequence[Hook] = (),
+    restore_step: int | None = None,
+    peer_timeout: float | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Trains (or resumes) the run in ``workdir``; returns the final state and a summary.
 
-    ``stop_after`` ends the call after that many further steps (checkpointing there): for tests
-    and schedulers that work in slices. Each hook's ``fn(state, step)`` runs every ``hook.every``
-    steps after the checkpoint of that step (not at the last step, which the caller handles);
-    the metrics it returns are logged at that step.
+    Resumes from the newest readable checkpoint (``restore_step``: that one). ``stop_after``
+    ends the call after that many further steps (checkpointing there): for tests and schedulers
+    that work in slices. Each hook's ``fn(state, step)`` runs every ``hook.every`` steps after
+    the checkpoint of that step (not at the last step, which the caller handles); the metrics
+    it returns are logged at that step. SIGTERM / SIGINT end the call after the step group in
+    flight, with a checkpoint of it (all processes agree on the step): ``summary['signal']``
+    names it. ``summary['goodput']`` splits the wall time of all attempts (``goodput.py``).
+    In a multi-process run a peer silent for ``peer_timeout`` seconds (default: the value given
+    to ``parallel.maybe_initialize_distributed``) ends the process (``preemption.py``).
     """
-    t = settings
+    gp = Goodput(workdir, enabled=jax.process_index() == 0)
+    watchdog = PeerWatchdog(peer_timeout or parallel.peer_timeout()).start()
+    try:
+        with StopSignals() as signals:
+            return _train(method, data, settings, workdir, progress, stop_after, hooks,
+                          restore_step, signals, gp)  # fmt: skip
+    except Exception as e:
+        if not _runtime_failure(e) or watchdog.wait_for_verdict() is None:
+            raise
+        raise LostPeerError(watchdog.verdict) from None  # a collective failed: a peer died
+    finally:
+        watchdog.stop()
+
+
+def _train(method, data, t: TrainSettings, workdir, progress, stop_after, hooks, restore_step,
+           signals: StopSignals, gp: Goodput):  # fmt: skip
     mesh = parallel.make_mesh()
     parallel.check_batch_size(t.batch_size)
     ckpt = checkpointer(workdir, t.keep, t.keep_every)
     base_key = jax.random.key(t.seed)
-
-    if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(abstract_state(method, data, t.batch_size, mesh))
-        start = int(meta["step"])
-    else:
-        first = local_batch(data, 0, t.batch_size)
-        state = method.init(jax.random.fold_in(base_key, -1 & 0x7FFFFFFF), first)
-        state = parallel.replicate(jax.device_get(state), mesh)
-        start = 0
+    events = EventLog(workdir)
+    with gp.time("checkpoint_restore"):
+        state, start = _resume(method, data, t, ckpt, mesh, restore_step, events)
+    if state is None:
+        with gp.time("startup"):
+            first = local_batch(data, 0, t.batch_size)
+            state = method.init(jax.random.fold_in(base_key, -1 & 0x7FFFFFFF), first)
+            state = parallel.replicate(jax.device_get(state), mesh)
+            start = 0
+    gp.resumed(start)
 
     end = t.num_steps if stop_after is None else min(t.num_steps, start + stop_after)
     n = t.n_jitted_steps
-    step_fn = make_train_fn(method, mesh, n, t.step)
-    logger = MetricsLogger(workdir)
-    bar = Progress(start, t.num_steps, enabled=progress)
-    sharding = parallel.batch_sharding(mesh)
+    with gp.time("startup"):
+        step_fn = make_train_fn(method, mesh, n, t.step)
+        logger = MetricsLogger(workdir)
+        bar = Progress(start, t.num_steps, enabled=progress)
+        sharding = parallel.batch_sharding(mesh)
     acc: list[dict[str, np.ndarray]] = []
-    step, t0, last_log = start, time.time(), start
+    step, t0, last_log, saved, stopped = start, time.time(), start, start, None
+    ok = False
     try:
         while step < end:
-            batches = tuple(
-                parallel.global_batch(local_batch(data, step + i, t.batch_size), sharding)
-                for i in range(n)
-            )
-            state, metrics = step_fn(state, batches, base_key)
-            metrics = jax.device_get(metrics)
+            stopped = preemption.agree_stop(signals.signum)
+            if stopped:
+                break
+            with gp.time("data", uncommitted=True):
+                batches = tuple(
+                    parallel.global_batch(local_batch(data, step + i, t.batch_size), sharding)
+                    for i in range(n)
+                )
+            with gp.time("compile" if step == start else "steps", uncommitted=step != start):
+                state, metrics = step_fn(state, batches, base_key)
+                metrics = jax.device_get(metrics)
             _check_finite(metrics, step, ckpt)
             step += n
             acc.append(metrics)
             bar.update(n, {k: float(np.mean(v)) for k, v in metrics.items() if k == "loss"})
             if t.log_every and step % t.log_every == 0 or step == end:
-                means = {k: float(np.mean(np.concatenate([a[k] for a in acc]))) for k in acc[0]}
-                means["steps_per_s"] = (step - last_log) / max(time.time() - t0, 1e-9)
-                logger.write(step, means)
-                acc, t0, last_log = [], time.time(), step
-            if step % t.ckpt_every == 0 or step == end:
-                ckpt.save(step, state, _run_position(t, step))
+                acc, t0, last_log = _log(logger, acc, step, last_log, t0)
+            if t.ckpt_every and step % t.ckpt_every == 0 or step == end:
+                with gp.time("checkpoint_save"):
+                    ckpt.save(step, state, _run_position(t, step))
+                saved = step
+                gp.checkpointed(step)
             for hook in hooks:
                 if hook.every and step % hook.every == 0 and step != end:
-                    extra = hook.fn(state, step)
+                    with gp.time("eval"):
+                        extra = hook.fn(state, step)
                     if extra:
                         logger.write(step, extra)
-        ckpt.wait()
+            gp.stepped(step)
+        if stopped and saved != step:
+            if acc:
+                acc, t0, last_log = _log(logger, acc, step, last_log, t0)
+            with gp.time("checkpoint_save"):
+                ckpt.save(step, state, _run_position(t, step))
+            gp.checkpointed(step)
+        with gp.time("checkpoint_save"):
+            ckpt.wait()
+        ok = True
     finally:
         bar.close()
         logger.close()
-        ckpt.close()
-    return state, {"step": step, "workdir": workdir}
+        try:
+            ckpt.close()
+        except CheckpointError:
+            if ok:
+                raise
+    name = signal.Signals(stopped).name if stopped else None
+    if name:
+        events.warn(f"{name}: stopped at step {step} with a checkpoint; rerun the same command "
+                    "to resume", step=step, event="stopped", signal=name, echo=False)  # fmt: skip
+    end_kind = name or ("finished" if step >= t.num_steps else "sliced")
+    summary = {"step": step, "workdir": workdir, "signal": name, "goodput": gp.finish(end_kind)}
+    return state, summary
+
+
+def _runtime_failure(e: BaseException) -> bool:
+    """An error of the runtime (a collective, a transfer), not of the run's own checks."""
+    words = ("UNAVAILABLE", "UNKNOWN", "DEADLINE_EXCEEDED", "Gloo", "NCCL", "Connection")
+    return isinstance(e, jax.errors.JaxRuntimeError) or any(w in str(e) for w in words)
+
+
+def _log(logger: MetricsLogger, acc, step: int, last_log: int, t0: float):
+    means = {k: float(np.mean(np.concatenate([a[k] for a in acc]))) for k in acc[0]}
+    means["steps_per_s"] = (step - last_log) / max(time.time() - t0, 1e-9)
+    logger.write(step, means)
+    return [], time.time(), step
 
 
 def _run_position(t: TrainSettings, step: int) -> dict[str, Any]:

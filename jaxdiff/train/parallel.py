@@ -18,21 +18,44 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 DATA_AXIS = "data"
 
 
+_PEER_TIMEOUT_S: list[float] = []  # set by maybe_initialize_distributed
+
+
+def peer_timeout() -> float:
+    """Seconds a silent peer process is waited for (``--peer_timeout``; default 60)."""
+    from jaxdiff.train.preemption import DEFAULT_PEER_TIMEOUT_S
+
+    env = os.environ.get("JAXDIFF_PEER_TIMEOUT")
+    return _PEER_TIMEOUT_S[-1] if _PEER_TIMEOUT_S else float(env or DEFAULT_PEER_TIMEOUT_S)
+
+
 def maybe_initialize_distributed(
-    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    peer_timeout_s: float | None = None,
 ) -> None:
     """``jax.distributed.initialize`` from arguments or the JAXDIFF_* / JAX_* environment.
 
     Does nothing for a single process. Environment variables: ``JAXDIFF_COORDINATOR``
-    (host:port), ``JAXDIFF_NUM_PROCESSES``, ``JAXDIFF_PROCESS_ID``.
+    (host:port), ``JAXDIFF_NUM_PROCESSES``, ``JAXDIFF_PROCESS_ID``, ``JAXDIFF_PEER_TIMEOUT``.
+    ``peer_timeout_s``: how long the trainer's watchdog waits for a silent peer before exiting
+    (``preemption.PeerWatchdog``); JAX's own heartbeat timeout is set above it, as a backstop.
     """
+    if peer_timeout_s is not None:
+        if peer_timeout_s <= 0:
+            raise ValueError(f"--peer_timeout must be positive, got {peer_timeout_s}")
+        _PEER_TIMEOUT_S.append(float(peer_timeout_s))
     coordinator = coordinator or os.environ.get("JAXDIFF_COORDINATOR")
     num = num_processes or int(os.environ.get("JAXDIFF_NUM_PROCESSES", "0") or 0)
     pid = process_id if process_id is not None else os.environ.get("JAXDIFF_PROCESS_ID")
     if not coordinator or num <= 1:
         return
     jax.distributed.initialize(
-        coordinator_address=coordinator, num_processes=num, process_id=int(pid)
+        coordinator_address=coordinator,
+        num_processes=num,
+        process_id=int(pid),
+        heartbeat_timeout_seconds=int(2 * peer_timeout() + 10),
     )
 
 
