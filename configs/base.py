@@ -72,6 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.training.keep_every = 0  # ... plus every K-th step (0: none)
     c.training.snapshot_every = 0  # sample picture every K steps (0: only at the end)
     c.training.eval_at_end = True
+    c.training.eval_every = 0  # in-training evaluation (FID of images) every K steps (0: never)
     c.training.precision = "float32"  # float32 | bfloat16 (network compute only)
 
     c.sampling = ml_collections.ConfigDict()
@@ -85,12 +86,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.sampling.snr = 0.16
     c.sampling.n_corrector = 1
     c.sampling.num = 2000  # samples drawn by `jaxdiff sample` and for the end-of-run picture
+    c.sampling.batch_size = 0  # samples per jitted call, over all devices (0: all at once)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.num_samples = 5000
     c.eval.likelihood = True
     c.eval.likelihood_examples = 1000
     c.eval.divergence = "exact"  # exact | hutchinson_gaussian | hutchinson_rademacher
+    c.eval.split = ""  # held-out images for bits/dim: 'test' (tfds, offline sets), a path
+    c.eval.fid_num = 0  # samples for the FID during and after training (0: none)
+    c.eval.fid_stats = ""  # reference statistics ('': made from the training data, cached)
     return c
 
 
@@ -115,7 +120,7 @@ def ddgan_config() -> ml_collections.ConfigDict:
     drop(c, *(f"model.{k}" for k in list(c.model.keys()) if k != "name"))
     c.optim.lr_d = c.optim.lr
     c.sampling = ml_collections.ConfigDict({"num": 2000, "batch_size": 0})
-    c.eval = ml_collections.ConfigDict({"num_samples": 5000})
+    c.eval = ml_collections.ConfigDict({"num_samples": 5000, "fid_num": 0, "fid_stats": ""})
     return c
 
 

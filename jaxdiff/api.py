@@ -18,12 +18,15 @@ import os
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from jaxdiff import build
-from jaxdiff.train import loop
+from jaxdiff.train import loop, parallel
+from jaxdiff.train.checkpoint import Checkpointer
 from jaxdiff.train.protocol import Method
+from jaxdiff.train.sampling import batches as sampling_batches
 from jaxdiff.train.sampling import draw
 from jaxdiff.train.state import TrainState
 
@@ -61,6 +64,8 @@ def _as_plain(x: Any) -> Any:
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Raises if ``workdir`` holds a run whose model differs from ``config``'s."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"workdir {workdir!r} is a file, not a directory")
     if not os.path.exists(config_path(workdir)):
         return
     old = load_config(workdir)
@@ -90,10 +95,14 @@ def train(
     *,
     progress: bool = True,
     stop_after: int | None = None,
+    restore_step: int | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Builds everything from ``config`` (all errors before anything is written), then trains
-    or resumes the run in ``workdir``. At the last step: writes samples and ``eval.json``."""
+    or resumes the run in ``workdir`` (from checkpoint ``restore_step``, default the newest
+    readable one). At the last step: writes samples and ``eval.json``."""
     check_workdir(config, workdir)
+    if restore_step is not None:
+        loop.check_restore_step(workdir, restore_step)
     run = build.build_run(config)
     store_config(config, workdir)
     bs = getattr(run.method, "sample_batch", None)
@@ -103,9 +112,11 @@ def train(
         loop.write_samples(run.method, state, workdir, run.num_samples, tag=tag, batch_size=bs)
 
     hooks = [loop.Hook(run.train.snapshot_every, snapshot)]
+    if run.evaluation.every:
+        hooks.append(_evaluation_hook(config, run, workdir))
     state, summary = loop.train(
         run.method, run.data, run.train, workdir, progress=progress, stop_after=stop_after,
-        hooks=hooks,
+        hooks=hooks, restore_step=restore_step,
     )  # fmt: skip
     if summary["step"] >= run.train.num_steps:
         summary["samples"] = loop.write_samples(
@@ -116,15 +127,159 @@ def train(
     return state, summary
 
 
-def restore(workdir: str, step: int | None = None, **sampling: Any) -> Restored:
-    """(config, method, state, data) of the run in ``workdir`` at checkpoint ``step`` (latest);
-    ``sampling`` overrides the stored sampling options (``sampler``, ``steps``, ...)."""
+def _evaluation_hook(config, run: build.Run, workdir: str) -> loop.Hook:
+    """``training.eval_every``: the FID of ``eval.fid_num`` samples (images) or the toy metrics,
+    logged under ``eval/``; the best state so far is kept in ``workdir/best`` (one checkpoint,
+    apart from the last ones, with ``best.json``)."""
+    ev = run.evaluation
+    images = len(run.data.shape) == 3
+    if images and not ev.fid_num:
+        raise build.ConfigError("training.eval_every on images needs eval.fid_num > 0 (the FID)")
+    best = BestCheckpoint(workdir, "fid" if images else "sw_ratio")
+
+    def fn(state: TrainState, step: int) -> dict[str, float]:
+        if images:
+            stats = reference_stats(config, workdir)
+            res = _quality(run.method, state, run.data, ev.fid_num, stats)
+            res = {k: v for k, v in res.items() if k != "protocol"} | {
+                "nfe": res["protocol"]["nfe"]
+            }
+        else:
+            res = run.method.evaluate(state, jax.random.key(0), run.data)
+        res = {k: float(v) for k, v in res.items() if np.ndim(v) == 0}
+        best.offer(step, res[best.metric], state)
+        return {f"eval/{k}": v for k, v in res.items()}
+
+    return loop.Hook(ev.every, fn)
+
+
+class BestCheckpoint:
+    """The state with the lowest ``metric`` seen so far, in ``workdir/best`` (kept apart from the
+    rolling checkpoints); ``best.json`` says which step and value it is."""
+
+    def __init__(self, workdir: str, metric: str):
+        self.directory = os.path.join(workdir, "best")
+        self.metric = metric
+        self.record = best_record(workdir) or {}
+
+    def offer(self, step: int, value: float, state: TrainState) -> bool:
+        if not np.isfinite(value) or value >= self.record.get("value", np.inf):
+            return False
+        ckpt = Checkpointer(self.directory, keep=1, use_async=False)
+        try:
+            ckpt.save(step, state, {"step": step, "metric": self.metric, "value": value})
+            ckpt.wait()
+        finally:
+            ckpt.close()
+        self.record = {"step": step, "metric": self.metric, "value": float(value)}
+        if jax.process_index() == 0:
+            path = os.path.join(self.directory, "best.json")
+            with open(path + ".tmp", "w") as f:
+                json.dump(self.record, f)
+            os.replace(path + ".tmp", path)
+        return True
+
+
+def best_record(workdir: str) -> dict[str, Any] | None:
+    """``{'step', 'metric', 'value'}`` of the run's best checkpoint, or None."""
+    path = os.path.join(workdir, "best", "best.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def import_checkpoint(config: ml_collections.ConfigDict, ckpt: str, workdir: str) -> dict[str, Any]:
+    """Writes ``workdir`` from an official PyTorch checkpoint ``ckpt`` of the network that
+    ``config`` describes, as if jaxdiff had trained it: the config, and one checkpoint (optimiser
+    states fresh) that ``restore`` / ``sample`` / ``eval`` use. Score models: score_sde_pytorch's
+    DDPM++ / NCSN++ or CLD-SGM's NCSN++ (``{'model', 'ema', 'step', 'optimizer'}``; params and
+    EMA as stored, at the stored step). DDGAN: a ``netG_{epoch}.pth`` generator state dict (the
+    EMA weights when trained with --use_ema) into G and its EMA; D is freshly initialised (the
+    released files hold no discriminator), step 0. Mismatches (shapes, tensors left over on
+    either side, stored noise levels) raise before anything is written."""
+    from flax import nnx
+
+    from jaxdiff.io import importers
+    from jaxdiff.nets.functional import ShapeOnlyRngs
+    from jaxdiff.train.state import create_state
+
+    check_workdir(config, workdir)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+        raise WorkdirError(f"{workdir!r} already holds checkpoints; import into a new --workdir")
+    model, process = config.get("model", {}), config.get("process", {})
+    if config.method not in ("score", "ddgan") or model.get("name") != "ncsnpp":
+        raise importers.CheckpointMismatch(
+            "import reads score_sde_pytorch / CLD-SGM NCSN++ checkpoints into score models and "
+            f"DDGAN generators; the config has method {config.method!r} with network "
+            f"{model.get('name')!r}"
+        )
+    if model.get("ve_sigma_max", 0.0) and process.get("name") == "ve":
+        pairs = [("sigma_min", "ve_sigma_min"), ("sigma_max", "ve_sigma_max")]
+        diffs = [f"process.{p} {process.get(p)} != model.{m} {model.get(m)}"
+                 for p, m in pairs if process.get(p) != model.get(m)]  # fmt: skip
+        if diffs:
+            raise importers.CheckpointMismatch(
+                "the config's VE noise levels differ: " + "; ".join(diffs)
+            )
+    method = build.build_method(config)
+    as_jax = lambda tree: jax.tree.map(jnp.asarray, tree)  # noqa: E731
+    if config.method == "ddgan":
+        net = nnx.eval_shape(lambda: method.make_g(rngs=ShapeOnlyRngs()))
+        g = as_jax(importers.import_state_dict(ckpt, importers.ncsnpp_map(net), net))
+        batch = {"x": np.zeros((1, *method.data_shape), np.float32)}
+        state = method.init(jax.random.key(config.seed), batch)
+        state = state.replace(params={**state.params, "G": g}, ema={"G": g})
+        step = 0
+    else:
+        net = nnx.eval_shape(lambda: method._make(rngs=ShapeOnlyRngs()))
+        imported = importers.import_score_sde(ckpt, net)
+        state = create_state({"score": as_jax(imported.params)}, method.optimizers, ("score",))
+        step = imported.step
+        state = state.replace(
+            step=jnp.asarray(step, jnp.int32), ema={"score": as_jax(imported.ema)}
+        )
+    store_config(config, workdir)
+    meta = {
+        "step": step,
+        "examples_seen": step * config.training.batch_size,
+        "seed": config.seed,
+        "imported_from": os.path.abspath(ckpt),
+    }
+    writer = Checkpointer(ckpt_dir, use_async=False)
+    try:
+        writer.save(step, state, meta)
+    finally:
+        writer.close()
+    return meta
+
+
+def restore(
+    workdir: str, step: int | None = None, *, best: bool = False, **sampling: Any
+) -> Restored:
+    """(config, method, state, data) of the run in ``workdir`` at checkpoint ``step`` (latest),
+    or its best checkpoint (``best``: lowest in-training FID); ``sampling`` overrides the stored
+    sampling options (``sampler``, ``steps``, ...)."""
     if not os.path.isdir(workdir):
         raise WorkdirError(f"workdir {workdir!r} does not exist")
     config = load_config(workdir)
     data = build.build_data(config)
     method = build.build_method(config, tuple(data.shape), **sampling)
-    state = loop.restore_state(method, data, config.training.batch_size, workdir, step)
+    if best:
+        record = best_record(workdir)
+        if record is None:
+            raise WorkdirError(f"{workdir!r} has no best checkpoint (set training.eval_every)")
+        ckpt = Checkpointer(os.path.join(workdir, "best"), keep=1, use_async=False)
+        try:
+            target = loop.abstract_state(
+                method, data, config.training.batch_size, parallel.make_mesh()
+            )
+            state, _ = ckpt.restore(target, record["step"])
+        finally:
+            ckpt.close()
+    else:
+        state = loop.restore_state(method, data, config.training.batch_size, workdir, step)
     return Restored(config, method, state, data)
 
 
@@ -142,6 +297,11 @@ def evaluate(run: Restored, workdir: str | None = None, seed: int = 0) -> dict[s
     """The method's metrics as a JSON-ready dict (also written to ``workdir/eval.json``)."""
     res = run.method.evaluate(run.state, jax.random.key(seed), run.data)
     res = {k: (float(v) if np.ndim(v) == 0 else np.asarray(v).tolist()) for k, v in res.items()}
+    ev = build.build_eval_settings(run.config)
+    if ev.split and ev.test_examples:
+        res.update(heldout_likelihood(run, ev.test_examples, seed))
+    if ev.fid_num and workdir is not None:
+        res.update(sample_quality(run, ev.fid_num, reference_stats(run.config, workdir), seed))
     if workdir is not None and jax.process_index() == 0:
         with open(os.path.join(workdir, "eval.json"), "w") as f:
             f.write(json.dumps(res, indent=2, sort_keys=True) + "\n")
@@ -184,6 +344,22 @@ def fid_stats(
     return record
 
 
+def reference_stats(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """The FID statistics file of the run: ``eval.fid_stats``, or ``workdir/fid_stats.npz``
+    made once from the training data (all images, up to 50,000)."""
+    given = str(config.get("eval", {}).get("fid_stats", ""))
+    if given:
+        if not os.path.exists(given):
+            raise FileNotFoundError(f"eval.fid_stats={given!r} does not exist")
+        return given
+    path = os.path.join(workdir, "fid_stats.npz")
+    if not os.path.exists(path):
+        tmp = os.path.join(workdir, "fid_stats.tmp.npz")
+        fid_stats(config, tmp, num=50_000)
+        os.replace(tmp, path)
+    return path
+
+
 def sample_quality(
     run: Restored,
     num: int,
@@ -193,15 +369,32 @@ def sample_quality(
     weights: str | None = None,
 ) -> dict[str, Any]:
     """FID (and KID, precision / recall, density / coverage, IS where available) of ``num``
-    samples of the run against the statistics file ``stats``, with the protocol record."""
+    samples of the run against the statistics file ``stats``, with the protocol record.
+
+    The samples go batch by batch to the Inception features (each process its own share), so
+    only one batch of images is ever held."""
+    return _quality(run.method, run.state, run.data, num, stats, seed, batch_size, weights)
+
+
+def _quality(method, state, data, num, stats, seed=0, batch_size=None, weights=None):
+    from jax.experimental import multihost_utils
+
     from jaxdiff.eval import inception, quality
 
-    _check_images(run.data)
+    _check_images(data)
     ref = quality.load_stats(stats)
-    samples, info = sample(run, num=num, seed=seed, batch_size=batch_size)
     model = inception.load_inception(weights)
-    fake = quality.features(model, quality.batched(samples, 100))
-    spec = getattr(run.method, "sampling", None)  # DDGAN samples along its own chain
+    info: dict[str, Any] = {}
+    bs = batch_size or getattr(method, "sample_batch", None) or min(num, 500)
+    chunks = sampling_batches(
+        method.sample_fn, method.sampling_params(state), jax.random.key(seed), num, bs,
+        local=True, info=info,
+    )  # fmt: skip
+    fake = quality.features(model, (b for c in chunks for b in quality.batched(c, 100)))
+    if jax.process_count() > 1:  # every process its share; the metrics see all of them
+        fake = {k: np.asarray(multihost_utils.process_allgather(v)).reshape(-1, v.shape[-1])
+                for k, v in fake.items()}  # fmt: skip
+    spec = getattr(method, "sampling", None)  # DDGAN samples along its own chain
     sampler = "the method's own chain" if spec is None else {
         "name": repr(spec.sampler), "steps": spec.steps, "grid": spec.grid, "t_min": spec.t_min,
     }  # fmt: skip
@@ -211,8 +404,72 @@ def sample_quality(
         "seed": seed,
         "nfe": info["nfe"],
         "sampling_seconds": info["seconds"],
+        "sample_batch": bs,
+        "checkpoint_step": None if state is None else int(jax.device_get(state.step)),
+        "ema": bool(getattr(state, "ema", None)),
         "sampler": sampler,
         "weights_sha256": model.sha256,
         "reference": ref["record"] or stats,
+        "reference_sha256": _sha256(stats),
     }
     return res
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Bits/dim on the held-out split
+
+
+def heldout_likelihood(
+    run: Restored, num: int | None = None, seed: int = 0, batch_size: int = 64
+) -> dict[str, Any]:
+    """Negative log-likelihood of ``num`` held-out images (``eval.split``): ``test_bpd`` and
+    ``test_nll`` (nats per image), averaged over the images.
+
+    8-bit images are dequantised uniformly, ``x = 2 (k + u) / 256 - 1`` (score_sde's protocol,
+    with its +7 bits/dim offset); models with a discrete decoder (``method.discrete_data``,
+    LSGM) see the 8-bit values themselves, binarised data a fixed binarisation. Batch ``i``
+    uses ``fold_in(key(seed), i)`` for its dequantisation noise and Hutchinson probes.
+    """
+    from jaxdiff.solvers.likelihood import dequantize
+
+    held_out = build.build_eval_data(run.config)
+    if held_out is None:
+        raise build.ConfigError("heldout_likelihood needs eval.split (the held-out images)")
+    if not hasattr(run.method, "nll"):
+        return {}
+    n = min(int(num or held_out.num_examples), held_out.num_examples)
+    binarized = bool(run.config.data.get("binarize", False))
+    discrete = binarized or bool(getattr(run.method, "discrete_data", False))
+    key = jax.random.key(seed)
+    sums: dict[str, float] = {}
+    nfe = 0
+    for i, start in enumerate(range(0, n, batch_size)):
+        x = held_out.images(start, min(batch_size, n - start))
+        k_deq, k_nll = jax.random.split(jax.random.fold_in(key, i))
+        k = np.rint((x + 1) * 127.5)  # 8-bit values, as a PNG stores the (resized) images
+        if binarized:  # a fixed binarisation of the grey levels
+            u = np.random.default_rng([seed, i]).random(x.shape, dtype=np.float32)
+            x = np.where(u < (x + 1) / 2, 1.0, -1.0).astype(np.float32)
+        elif discrete:
+            x = (k / 127.5 - 1).astype(np.float32)
+        else:
+            x = dequantize(k_deq, jnp.asarray(k, jnp.uint8))
+        out = run.method.nll(run.state, k_nll, jnp.asarray(x))
+        for k, v in out.items():
+            if k == "nfe":
+                nfe = max(nfe, int(v))
+            else:
+                sums[k] = sums.get(k, 0.0) + float(v) * len(x)
+    res = {f"test_{k}": v / n for k, v in sums.items()}
+    split = str(run.config.eval.split)
+    return {**res, "test_nfe": nfe, "test_examples": n, "test_split": split}

@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from jaxdiff.methods.ddgan import DDGANMethod
@@ -33,7 +35,13 @@ from jaxdiff.processes.discrete import DiscreteChain
 from jaxdiff.solvers.samplers import SAMPLERS, check_sampler, make_sampler, sampler_options
 from jaxdiff.train.loop import TrainSettings
 from jaxdiff.train.protocol import Method
-from jaxdiff.train.state import adam_l2, cosine_schedule, make_optimizer
+from jaxdiff.train.state import (
+    adam_l2,
+    adamax_l2,
+    cosine_schedule,
+    make_optimizer,
+    switch_at,
+)
 from jaxdiff.train.step import StepSettings
 
 #: config sections that define the model: a workdir's run cannot continue under other values
@@ -219,8 +227,10 @@ def build_sampling(cfg, process: Process, **overrides: Any) -> SamplingSpec:
         raise ConfigError(f"solver {name!r} has no option(s) {bad}; its options: {sorted(own)}")
     sampler = make_sampler(name, **{**from_cfg, **over})
     check_sampler(sampler, process)
+    # A grid is a name (uniform, quadratic, logsnr, karras) or a list of times (steps + 1).
+    ts = grid["grid"] if isinstance(grid["grid"], str) else tuple(map(float, grid["grid"]))
     return SamplingSpec(
-        sampler, int(grid["steps"]), str(grid["grid"]), float(grid["t_min"]), bool(grid["denoise"])
+        sampler, int(grid["steps"]), ts, float(grid["t_min"]), bool(grid["denoise"])
     )
 
 
@@ -311,10 +321,14 @@ def _lsgm_optimizers(config, s1: int, s2: int):
         ],
         [max(p.warmup, 1)],
     )
-    return (
-        adam_l2(vae_lr, v.eps, v.weight_decay, v.get("grad_clip", 0.0)),
-        adam_l2(prior_lr, p.eps, p.weight_decay, p.get("grad_clip", 0.0)),
-    )
+    tx_vae = adam_l2(vae_lr, v.eps, v.weight_decay, v.get("grad_clip", 0.0))
+    stage1_opt = v.get("optimizer_stage1", "adam")  # LSGM's train_vae.py: adamax
+    if stage1_opt not in ("adam", "adamax"):
+        raise ValueError(f"optim.vae.optimizer_stage1 is 'adam' or 'adamax', got {stage1_opt!r}")
+    if stage1_opt == "adamax" and s1 > 0:
+        tx_vae = switch_at(s1, adamax_l2(vae_lr, v.eps, v.weight_decay, v.get("grad_clip", 0.0)),
+                           tx_vae)  # fmt: skip
+    return tx_vae, adam_l2(prior_lr, p.eps, p.weight_decay, p.get("grad_clip", 0.0))
 
 
 def _lsgm(config, shape: tuple[int, ...], sampling: dict[str, Any]) -> LSGMMethod:
@@ -326,7 +340,7 @@ def _lsgm(config, shape: tuple[int, ...], sampling: dict[str, Any]) -> LSGMMetho
     process = build_process(config.process)
     objective = LSGMObjective(process, c.q_sampling, c.p_weighting, c.p_sampling, float(c.t_min))
     dtype = compute_dtype(config)
-    out_ch = decoders.out_channels(settings.likelihood, shape[-1])
+    out_ch = decoders.out_channels(settings.likelihood, shape[-1], settings.num_mix)
     vae_given = {**_shape_args(shape), "shape": shape, "out_ch": out_ch, "dtype": dtype}
     make_vae = net_factory(c.vae, **vae_given)
     method_probe = _latent_shape(make_vae, shape)
@@ -425,7 +439,9 @@ def build_data(config, seed: int | None = None):
     if d.get("pad", 0):
         kwargs["pad"] = d.pad
     if d.get("split", ""):
-        kwargs["split"] = d.split  # tfds split syntax, e.g. 'train[:27000]'
+        if d.name in _PATH_DATASETS:
+            raise ConfigError(f"data.split is not read for data.name={d.name!r} (a file or folder)")
+        kwargs["split"] = d.split  # tfds split syntax ('train[:27000]'); offline: train | test
     if d.name in _PATH_DATASETS:
         if not d.data_dir:
             raise ConfigError(f"data.name={d.name!r} needs data.data_dir (the file or folder path)")
@@ -448,6 +464,76 @@ class Run:
     train: TrainSettings
     num_samples: int
     eval_at_end: bool
+    evaluation: EvalSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """Evaluation during and after training (``training.eval_every``, ``eval.*``).
+
+    every: steps between in-training evaluations (0: none). fid_num: samples for the FID of
+    image runs (0: none). fid_stats: reference statistics file ('' : made from the training
+    data on first use, in the workdir). split: held-out images for bits/dim ('' : none).
+    test_examples: how many of them.
+    """
+
+    every: int = 0
+    fid_num: int = 0
+    fid_stats: str = ""
+    split: str = ""
+    test_examples: int = 1000
+
+
+def build_eval_settings(config) -> EvalSettings:
+    e = config.get("eval", ml_collections.ConfigDict())
+    settings = EvalSettings(
+        every=int(config.training.get("eval_every", 0)),
+        fid_num=int(e.get("fid_num", 0)),
+        fid_stats=str(e.get("fid_stats", "")),
+        split=str(e.get("split", "")),
+        test_examples=int(e.get("likelihood_examples", 1000)),
+    )
+    if settings.every and settings.every % config.training.n_jitted_steps:
+        raise ConfigError(
+            f"training.eval_every={settings.every} must be a multiple of "
+            f"training.n_jitted_steps={config.training.n_jitted_steps}"
+        )
+    if settings.every < 0 or settings.fid_num < 0 or settings.test_examples < 0:
+        raise ConfigError(
+            "training.eval_every, eval.fid_num, eval.likelihood_examples must be >= 0"
+        )
+    return settings
+
+
+def build_eval_data(config):
+    """The held-out images of ``eval.split`` (bits/dim on the test split), or None.
+
+    tfds sets take a split name (``test``, ``train[27000:]``); the offline sets their fixed
+    ``test`` part; ``npz`` / ``folder`` a path to the held-out file or folder. A held-out split
+    that the training data contain is refused.
+    """
+    split = str(config.get("eval", {}).get("split", ""))
+    if not split:
+        return None
+    d = config.data
+    if d.kind != "image":
+        raise ConfigError(f"eval.split applies to image data, not data.kind={d.kind!r}")
+    train_split = d.get("split", "") or ("train" if d.name in _TFDS_DATASETS else "all")
+    if d.name in _PATH_DATASETS:
+        if os.path.abspath(split) == os.path.abspath(d.data_dir):
+            raise ConfigError(f"eval.split={split!r} is the training data (data.data_dir)")
+    elif split == train_split or train_split == "all":
+        raise ConfigError(
+            f"eval.split={split!r} is not held out: the training data are data.split="
+            f"{train_split!r} (use data.split='train' with eval.split='test')"
+        )
+    held_out = ml_collections.ConfigDict(config.to_dict())
+    held_out.data.flip = False
+    if d.name in _PATH_DATASETS:
+        held_out.data.data_dir = split
+    else:
+        held_out.data.split = split
+    return build_data(held_out)
 
 
 def build_train_settings(config) -> TrainSettings:
@@ -477,4 +563,5 @@ def build_run(config, data_shape: tuple[int, ...] | None = None, **sampling: Any
         build_train_settings(config),
         int(config.sampling.num),
         bool(config.training.eval_at_end),
+        build_eval_settings(config),
     )

@@ -1,8 +1,8 @@
 """The shape of the house: no import circles in jaxdiff/, and no arrow pointing up.
 
 Layers, bottom to top: the maths (processes, nets, objectives, solvers, data, eval, io, rng) ->
-train (the trainer and its method protocol) -> methods -> build -> api / cli. A module may
-import its own layer or lower ones; nothing in the maths imports methods, train or build.
+train (the trainer and its method protocol) -> methods -> build -> api -> report -> cli. A module
+may import its own layer or lower ones; nothing in the maths imports methods, train or build.
 """
 
 from __future__ import annotations
@@ -12,7 +12,15 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "jaxdiff"
 MATHS = ("processes", "nets", "objectives", "solvers", "data", "eval", "io", "rng")
-RANK = {**{m: 0 for m in MATHS}, "train": 1, "methods": 2, "build": 3, "api": 4, "cli": 5}
+RANK = {
+    **{m: 0 for m in MATHS},
+    "train": 1,
+    "methods": 2,
+    "build": 3,
+    "api": 4,
+    "report": 5,
+    "cli": 6,
+}
 
 
 def _module(path: pathlib.Path) -> str:

@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = sorted(
     str(p.relative_to(ROOT).with_suffix("")).replace("/", ".")
     for p in (ROOT / "configs").rglob("*.py")
-    if p.name not in ("__init__.py", "base.py")
+    if p.name not in ("__init__.py", "base.py", "common.py")
 )
 # one example's shape for the data sets that cannot be read offline
 SHAPES = {"cifar10": (32, 32, 3), "celeba_hq_256": (256, 256, 3), "mnist": (32, 32, 1)}
@@ -86,6 +86,7 @@ def test_every_config_key_is_read(name):
         pass
     build.build_method(tracked, data_shape=shape)
     build.build_train_settings(tracked)
+    build.build_eval_settings(tracked)
     tracked.sampling.num  # noqa: B018 (read by build_run)
     tracked.training.eval_at_end  # noqa: B018
     unread = sorted(_leaves(config) - seen)

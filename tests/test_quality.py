@@ -5,6 +5,7 @@ Runs the real FID Inception (skipped only when no weights are installed: `jaxdif
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 import jax
@@ -82,3 +83,29 @@ def test_stats_files_need_mu_and_sigma(tmp_path):
     np.savez(tmp_path / "bad.npz", m=np.zeros(3))
     with pytest.raises(ValueError, match="mu"):
         quality.load_stats(str(tmp_path / "bad.npz"))
+
+
+@pytest.mark.slow
+def test_fid_during_training_is_logged_and_the_best_kept(model, tmp_path):
+    from configs.vp.digits import get_config
+
+    config = get_config()
+    stats = str(tmp_path / "digits.npz")
+    api.fid_stats(config, stats, num=64, batch=64)
+    for k, v in dict(num_steps=20, n_jitted_steps=10, ckpt_every=10, eval_every=10,
+                     batch_size=16, log_every=10).items():  # fmt: skip
+        config.training[k] = v
+    config.model.nf = 8
+    config.sampling.update(sampler="em", steps=3, num=4)
+    config.eval.update(fid_num=16, fid_stats=stats, likelihood_examples=4)
+    work = str(tmp_path / "run")
+    _, summary = api.train(config, work, progress=False)
+    rows = [json.loads(line) for line in open(f"{work}/metrics.jsonl")]
+    fids = [r for r in rows if "eval/fid" in r]
+    assert [r["step"] for r in fids] == [10] and np.isfinite(fids[0]["eval/fid"])
+    assert fids[0]["eval/nfe"] == 4  # 3 EM steps and the denoising step
+    assert api.best_record(work) == {"step": 10, "metric": "fid", "value": fids[0]["eval/fid"]}
+    end = summary["eval"]  # the end of the run: FID with its protocol, test-split bits/dim
+    assert end["protocol"]["num_samples"] == 16 and end["protocol"]["checkpoint_step"] == 20
+    assert end["protocol"]["reference_sha256"] and np.isfinite(end["fid"])
+    assert end["test_examples"] == 4 and end["test_bpd"] > 0

@@ -44,4 +44,5 @@ def get_config():
     c.sampling.num = 64
     c.eval.divergence = "hutchinson_rademacher"  # [code] likelihood: Hutchinson (Rademacher)
     c.eval.likelihood_examples = 256
+    c.eval.split = "test"  # [code] score_sde evaluates bits/dim on the test split, dequantised
     return c

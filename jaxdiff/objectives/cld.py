@@ -158,15 +158,22 @@ class HybridScoreMatching(eqx.Module):
         atol, solver, max_steps). For images the data are taken to be dequantised to [-1, 1]
         already (``jaxdiff.solvers.likelihood.dequantize``).
         """
-        out = jax.jit(lambda x, k: augmented_nll(self.process, score_fn, k, x, **opts))(x0, key)
-        res = {
-            "nll": float(np.mean(out.nll)),
-            "nll_joint": float(np.mean(out.nll_joint)),
-            "nfe": int(out.nfe),
-        }
+        out = self.nll_arrays(score_fn, key, x0, **opts)
+        res = {"nll": float(np.mean(out["nll"])), "nll_joint": float(np.mean(out["nll_joint"]))}
+        res["nfe"] = int(out["nfe"])
+        if "bpd" in out:
+            res["bpd"] = float(np.mean(out["bpd"]))
+        return res
+
+    def nll_arrays(
+        self, score_fn: Callable, key: jax.Array, x0: Float[Array, "b ..."], **opts: Any
+    ) -> dict[str, Array]:
+        """:meth:`nll` per example, traceable (the caller jits it once with the parameters as an
+        argument): ``nll``, ``nll_joint`` (b,), ``nfe``, and ``bpd`` (b,) for images."""
+        out = augmented_nll(self.process, score_fn, key, x0, **opts)
+        res = {"nll": out.nll, "nll_joint": out.nll_joint, "nfe": out.nfe}
         if x0.ndim == 4:
-            d = int(np.prod(x0.shape[1:]))
-            res["bpd"] = float(np.mean(bits_per_dim(-out.nll, d)))
+            res["bpd"] = bits_per_dim(-out.nll, int(np.prod(x0.shape[1:])))
         return res
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -28,6 +28,58 @@ SampleFn = Callable[[Any, jax.Array, int], tuple[jax.Array, jax.Array]]
 def _compiled(sample_fn: SampleFn, mesh: Mesh, n: int):
     out = parallel.batch_sharding(mesh)
     return jax.jit(sample_fn, static_argnums=(2,), out_shardings=(out, None))
+
+
+def batches(
+    sample_fn: SampleFn,
+    params: Any,
+    key: jax.Array,
+    num: int,
+    batch_size: int | None = None,
+    mesh: Mesh | None = None,
+    *,
+    local: bool = False,
+    info: dict[str, Any] | None = None,
+) -> Iterator[np.ndarray]:
+    """Yields the ``num`` samples batch by batch as host arrays: nothing but the current batch is
+    held, so 50,000 images can go straight to features.
+
+    Args:
+      sample_fn, params, key, num, batch_size, mesh: as for :func:`draw`.
+      local: with several processes, yield only this process's share of each batch (its
+        devices' rows, padding dropped at the end of the global batch) instead of all of it.
+      info: a dict updated with ``nfe`` (max over batches), ``seconds`` and ``batches``.
+    """
+    if num <= 0:
+        raise ValueError(f"the number of samples must be positive, got {num}")
+    mesh = mesh or parallel.make_mesh()
+    n_dev = mesh.devices.size
+    bs = min(int(batch_size or num), num)
+    info = {} if info is None else info
+    info.update(nfe=0, batches=0)
+    t0 = time.time()
+    for i, start in enumerate(range(0, num, bs)):
+        n = min(bs, num - start)
+        padded = -(-n // n_dev) * n_dev
+        x, used = _compiled(sample_fn, mesh, padded)(params, jax.random.fold_in(key, i), padded)
+        if jax.process_count() > 1 and local:
+            chunk = _local_rows(x, n)
+        else:
+            if jax.process_count() > 1:
+                x = multihost_utils.process_allgather(x, tiled=True)
+            chunk = np.asarray(jax.device_get(x))[:n]
+        info.update(nfe=max(info["nfe"], int(used)), batches=i + 1, seconds=time.time() - t0)
+        yield chunk
+
+
+def _local_rows(x: jax.Array, n: int) -> np.ndarray:
+    """This process's rows of a batch sharded along axis 0, rows ``>= n`` (padding) dropped."""
+    rows = []
+    for shard in sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0):
+        lo = shard.index[0].start or 0
+        data = np.asarray(shard.data)
+        rows.append(data[: max(0, min(len(data), n - lo))])
+    return np.concatenate(rows)
 
 
 def draw(
@@ -48,20 +100,7 @@ def draw(
       batch_size: samples per jitted call (default: all at once).
       mesh: device mesh (default: all devices on a 'data' axis).
     """
-    if num <= 0:
-        raise ValueError(f"the number of samples must be positive, got {num}")
-    mesh = mesh or parallel.make_mesh()
-    n_dev = mesh.devices.size
-    bs = min(int(batch_size or num), num)
-    t0 = time.time()
-    chunks, nfe = [], 0
-    for i, start in enumerate(range(0, num, bs)):
-        n = min(bs, num - start)
-        padded = -(-n // n_dev) * n_dev
-        x, used = _compiled(sample_fn, mesh, padded)(params, jax.random.fold_in(key, i), padded)
-        if jax.process_count() > 1:
-            x = multihost_utils.process_allgather(x, tiled=True)
-        chunks.append(np.asarray(jax.device_get(x))[:n])
-        nfe = max(nfe, int(used))
+    info: dict[str, Any] = {}
+    chunks = list(batches(sample_fn, params, key, num, batch_size, mesh, info=info))
     samples = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-    return samples, {"nfe": nfe, "seconds": time.time() - t0}
+    return samples, {"nfe": info["nfe"], "seconds": info["seconds"]}
