@@ -66,23 +66,29 @@ def main() -> None:
     p.add_argument("--num", type=int, default=1000, help="samples per run for the report")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--fresh", action="store_true", help="delete earlier runs in --out first")
+    p.add_argument("--skip_train", action="store_true", help="only evaluate and report")
+    p.add_argument("--stats_num", type=int, default=None, help="training images for FID stats")
     a = p.parse_args()
     if a.fresh and os.path.isdir(a.out):
         shutil.rmtree(a.out)
     os.makedirs(a.out, exist_ok=True)
     methods = a.methods.split(",")
-    budget = [train_for(m, os.path.join(a.out, m), a.budget) for m in methods]
+    budget = (
+        [] if a.skip_train else [train_for(m, os.path.join(a.out, m), a.budget) for m in methods]
+    )
     stats = os.path.join(a.out, "fid_stats.npz")
     if not os.path.exists(stats):
-        jaxdiff("fid-stats", "--config", "configs/compare/vp.py", "--out", stats)
+        num = ["--num", str(a.stats_num)] if a.stats_num else []
+        jaxdiff("fid-stats", "--config", "configs/compare/vp.py", "--out", stats, *num)
     for m in methods:
         if m != "ddgan":  # bits/dim of the 500 held-out digits (no likelihood for DDGAN)
             print(jaxdiff("eval", "--workdir", os.path.join(a.out, m)).stdout[-600:])
     report_dir = os.path.join(a.out, "report")
     jaxdiff("report", *(os.path.join(a.out, m) for m in methods), "--out", report_dir,
             "--num", str(a.num), "--fid_stats", stats)  # fmt: skip
-    with open(os.path.join(report_dir, "budget.json"), "w") as f:
-        json.dump(budget, f, indent=2)
+    if budget:
+        with open(os.path.join(report_dir, "budget.json"), "w") as f:
+            json.dump(budget, f, indent=2)
     print(open(os.path.join(report_dir, "report.md")).read())
     if a.docs:
         os.makedirs(a.docs, exist_ok=True)

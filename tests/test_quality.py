@@ -109,3 +109,33 @@ def test_fid_during_training_is_logged_and_the_best_kept(model, tmp_path):
     assert end["protocol"]["num_samples"] == 16 and end["protocol"]["checkpoint_step"] == 20
     assert end["protocol"]["reference_sha256"] and np.isfinite(end["fid"])
     assert end["test_examples"] == 4 and end["test_bpd"] > 0
+
+
+@pytest.mark.slow
+def test_fid_of_digit_halves_is_stable_and_grows_with_blur(model):
+    """Two random halves of 400 offline digits: FID small and about the same for three seeds;
+    one half blurred more and more: FID against the other half grows monotonically."""
+    from scipy.ndimage import gaussian_filter
+
+    from jaxdiff.data.images import digits_data
+    from jaxdiff.eval import fid as F
+
+    images = digits_data(resolution=32).images(0, 400)
+    feats = quality.features(model, quality.batched(images, 100))["pool3"]
+
+    def fid(a, b):
+        return F.fid_from_stats(*F.feature_stats(a), *F.feature_stats(b))
+
+    halves = []
+    for seed in range(3):
+        perm = np.random.default_rng(seed).permutation(400)
+        halves.append(fid(feats[perm[:200]], feats[perm[200:]]))
+    perm = np.random.default_rng(0).permutation(400)
+    a, b = perm[:200], perm[200:]
+    blurred = [halves[0]]
+    for sigma in (0.7, 1.4, 2.8):
+        x = gaussian_filter(images[b], sigma=(0, sigma, sigma, 0), mode="nearest")
+        blurred.append(fid(feats[a], quality.features(model, quality.batched(x, 100))["pool3"]))
+    assert max(halves) < 1.25 * min(halves), halves  # stable across the random splits
+    assert all(x < y for x, y in zip(blurred, blurred[1:], strict=False)), blurred
+    assert blurred[-1] > 3 * blurred[0], blurred  # a strong blur is far from the data
