@@ -65,7 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.training.grad_accum = 1  # micro-batches per optimiser update
     c.training.ema_decay = 0.999
     c.training.ema_warmup = False  # decay min(ema_decay, (1 + n) / (10 + n)) (score_sde, CLD)
-    c.training.loop = "auto"  # steps / micro-batches: unroll (CPU) | scan (GPU, TPU) | auto
+    c.training.loop = "auto"  # steps of a call / micro-batches: auto | unroll | scan | dispatch
     c.training.log_every = 100
     c.training.ckpt_every = 1000
     c.training.keep = 2  # keep the last N checkpoints ...

@@ -1,28 +1,175 @@
-"""Training throughput of the toy VP config: 1 vs 8 (forced) CPU devices, n_jitted_steps 1 vs 10.
+"""Training throughput: the trainer's step against the bare jitted step and the networks alone.
 
-Each device count runs in its own process (XLA fixes the device count at start-up). The step is
-the trainer's own (``jaxdiff.train.loop.make_train_fn``: jit over a 'data' mesh, batch sharded,
-state replicated), fed by the trainer's data path; times exclude compilation.
+Paper configs (CIFAR-10 networks at full size, random images, one process), in one run, rows
+printed as they are measured:
 
-    python experiments/train_throughput.py [--steps 400]
+* ``fwd+bwd``: the networks' forward and backward pass alone (the score network; DDGAN's G into
+  D; LSGM: the method's gradients of NVAE + latent prior, its whole loss);
+* ``bare``: ``jax.jit(optimizer_step)`` on one batch (loss, gradients, optimiser, EMA), no
+  donation, no shardings;
+* ``trainer n=K``: ``jaxdiff.train.loop.make_train_fn`` (what ``jaxdiff train`` runs: sharded
+  over the 'data' mesh, state donated, key ``fold_in(key, step)``) with K steps per call, per
+  step, with the way it ran the K steps (``StepSettings.steps_loop``: dispatch / unroll / scan).
+
+Seconds per step are medians over ``--reps`` calls after the first; compile time is the first
+call's excess (the bare step: lowering + compilation). TFLOP/step is XLA's count of the lowered
+bare step (lowered for the CPU where the accelerator reports none); with ``--peak-tflops`` (the
+chip's peak at the measured precision) the MFU of each row is ``flops / (seconds * peak)``.
+
+``--toy``: the older table instead, the toy VP config's steps/s on 1 and 8 forced CPU devices at
+n_jitted_steps 1 and 10 (each device count in its own process).
+
+    python experiments/train_throughput.py [--configs ddpmpp cld ddgan lsgm] [--batch 8]
+        [--reps 2] [--jitted 1 5] [--precision float32] [--loop auto] [--peak-tflops T]
+    python experiments/train_throughput.py --toy [--steps 400]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+CONFIGS = {
+    "ddpmpp": "configs.vp.cifar10_ddpmpp",
+    "cld": "configs.cld.cifar10",
+    "ddgan": "configs.ddgan.cifar10",
+    "lsgm": "configs.lsgm.cifar10",
+}
 
 
-def worker(n_jitted: int, steps: int) -> dict:
+def _timed(fn, reps: int) -> tuple[float, float]:
+    """(first call, median of ``reps`` later calls) in seconds."""
     import jax
 
-    sys.path.insert(0, ROOT)
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return first, statistics.median(times)
+
+
+def _fwd_bwd(method, state, x):
+    """(jitted gradient function, its arguments): the networks' forward + backward alone."""
+    import jax
+    import jax.numpy as jnp
+
+    b = x.shape[0]
+    if "score" in state.params:
+        t = jnp.linspace(0.1, 0.9, b)
+        cin, _ = method.objective.net_channels(x.shape[-1])
+        xin = jnp.concatenate([x] * (cin // x.shape[-1]), -1)
+        return jax.jit(jax.grad(lambda p: jnp.sum(method.net.apply(p, xin, t)))), (
+            state.params["score"],
+        )
+    if "G" in state.params:
+        labels = jnp.zeros((b,), jnp.int32)
+        z = jnp.zeros((b, method.nz))
+
+        def loss(g, d):
+            return jnp.sum(method.D.apply(d, method.G.apply(g, x, labels, z), x, labels))
+
+        return jax.jit(jax.grad(loss, argnums=(0, 1))), (state.params["G"], state.params["D"])
+    keys = jax.random.split(jax.random.key(4), b)  # LSGM: its loss over all phases
+
+    def grads(state):
+        return [method.grads(p, state, {"x": x}, keys).grads for p in range(len(method.phases))]
+
+    return jax.jit(grads), (state,)
+
+
+def _flops(stage) -> float:
+    cost = stage.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float((cost or {}).get("flops", 0.0))
+
+
+def _step_flops(jitted, *args) -> float:
+    """XLA's FLOP count of the lowered step (a multiply-add counts 2). Accelerators report none
+    for the lowered stage and 0 for cuDNN convolutions once compiled, so there the same program
+    is lowered for the CPU (the count is the program's, not the backend's)."""
+    flops = _flops(jitted.lower(*args))
+    if not flops:
+        flops = _flops(jitted.trace(*args).lower(lowering_platforms=("cpu",)))
+    return flops
+
+
+def run(name: str, args):
+    """Yields one row (a dict) per measurement, as soon as it is measured."""
+    import jax
+    import numpy as np
+
+    from jaxdiff.build import build_method
+    from jaxdiff.train import loop, parallel
+    from jaxdiff.train.step import StepSettings, optimizer_step
+
+    config = importlib.import_module(CONFIGS[name]).get_config()
+    config.training.precision = args.precision
+    config.training.batch_size = args.batch
+    method = build_method(config, data_shape=(32, 32, 3))
+    x = jax.random.uniform(jax.random.key(0), (args.batch, 32, 32, 3), minval=-1, maxval=1)
+    state = method.init(jax.random.key(1), {"x": x})
+    host_state = jax.device_get(state)
+    row = dict(config=name)
+
+    grad_fn, grad_args = _fwd_bwd(method, state, x)
+    first, med = _timed(lambda: grad_fn(*grad_args), args.reps)
+    yield dict(row, what="fwd+bwd", s=med, compile_s=first - med)
+
+    step = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))
+    flops = _step_flops(step, state, {"x": x}, jax.random.key(2))
+    t0 = time.perf_counter()
+    compiled = step.lower(state, {"x": x}, jax.random.key(2)).compile()
+    compile_s = time.perf_counter() - t0
+    holder = {"s": state}
+
+    def bare():
+        holder["s"], m = compiled(holder["s"], {"x": x}, jax.random.key(2))
+        return m["loss"]
+
+    first, bare_s = _timed(bare, args.reps)
+    holder.clear()
+    yield dict(row, what="bare step", s=bare_s, compile_s=compile_s + first - bare_s, flops=flops)
+
+    mesh = parallel.make_mesh()
+    sharding = parallel.batch_sharding(mesh)
+    for n in args.jitted:
+        fn = loop.make_train_fn(method, mesh, n, StepSettings(loop=args.loop))
+        st = {"s": parallel.replicate(host_state, mesh)}
+        batches = tuple(parallel.global_batch({"x": np.asarray(x)}, sharding) for _ in range(n))
+
+        def trainer(fn=fn, st=st, batches=batches):
+            st["s"], m = fn(st["s"], batches, jax.random.key(3))
+            return m["loss"]
+
+        first, med = _timed(trainer, args.reps)
+        st.clear()
+        yield dict(
+            row, what=f"trainer n={n} {fn.steps_loop}", s=med / n, compile_s=first - med,
+            ratio=med / n / bare_s, flops=flops,
+        )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# The toy table: 1 vs 8 forced CPU devices
+
+
+def toy_worker(n_jitted: int, steps: int) -> dict:
+    import jax
+
     from configs.toy.vp import get_config
     from jaxdiff.build import build_data, build_method, build_train_settings
     from jaxdiff.train import loop, parallel
@@ -38,7 +185,7 @@ def worker(n_jitted: int, steps: int) -> dict:
     sharding = parallel.batch_sharding(mesh)
     key = jax.random.key(1)
 
-    def run(state, start, n_calls):
+    def steps_from(state, start, n_calls):
         for c in range(n_calls):
             s0 = start + c * n_jitted
             batches = tuple(
@@ -49,10 +196,10 @@ def worker(n_jitted: int, steps: int) -> dict:
         jax.block_until_ready(metrics)
         return state
 
-    state = run(state, 0, 1)  # compile
+    state = steps_from(state, 0, 1)  # compile
     calls = max(steps // n_jitted, 1)
     t0 = time.perf_counter()
-    run(state, n_jitted, calls)
+    steps_from(state, n_jitted, calls)
     secs = time.perf_counter() - t0
     return {
         "devices": jax.device_count(),
@@ -61,20 +208,13 @@ def worker(n_jitted: int, steps: int) -> dict:
     }
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.steps)))
-        return
+def toy_table(steps: int) -> None:
     rows = []
     for devices in (1, 8):
         for n_jitted in (1, 10):
             env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
             out = subprocess.run(
-                [sys.executable, __file__, "--worker", str(n_jitted), "--steps", str(args.steps)],
+                [sys.executable, __file__, "--toy-worker", str(n_jitted), "--steps", str(steps)],
                 env=env, capture_output=True, text=True, check=True, cwd=ROOT,
             )  # fmt: skip
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -85,6 +225,42 @@ def main():
     for r in rows:
         print(f"| {r['devices']} | {r['n_jitted']} | {r['steps_per_s']:.1f} | "
               f"{r['steps_per_s'] / base:.2f}x |")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--jitted", type=int, nargs="+", default=[1, 5])
+    ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--loop", default="auto", choices=["auto", "dispatch", "unroll", "scan"])
+    ap.add_argument("--peak-tflops", type=float, default=0.0, help="peak TFLOP/s for the MFU")
+    ap.add_argument("--toy", action="store_true", help="the toy 1 vs 8 device table instead")
+    ap.add_argument("--steps", type=int, default=400, help="--toy: steps timed")
+    ap.add_argument("--toy-worker", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.toy_worker:
+        print(json.dumps(toy_worker(args.toy_worker, args.steps)))
+        return
+    if args.toy:
+        toy_table(args.steps)
+        return
+    import jax
+
+    print(f"# backend {jax.default_backend()}, {jax.device_count()} device(s), "
+          f"batch {args.batch}, {args.precision}, loop {args.loop}")  # fmt: skip
+    print("| config | what | s/step | img/s | compile s | / bare | TFLOP/step | MFU |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.configs:
+        for r in run(name, args):
+            ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
+            tf = f"{r['flops'] / 1e12:.3f}" if r.get("flops") else ""
+            mfu = ""
+            if args.peak_tflops and r.get("flops"):
+                mfu = f"{100 * r['flops'] / (r['s'] * args.peak_tflops * 1e12):.1f}%"
+            print(f"| {r['config']} | {r['what']} | {r['s']:.3f} | {args.batch / r['s']:.1f} | "
+                  f"{r['compile_s']:.1f} | {ratio} | {tf} | {mfu} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -90,33 +90,69 @@ def make_train_fn(method: Method, mesh, n_steps: int, settings: StepSettings = S
 
     ``batches`` is a tuple of ``n_steps`` global batches, each sharded over 'data' (separate
     arrays: slicing one stacked array inside the program costs a copy per step); state and key
-    are replicated. The per-step key is ``fold_in(base_key, state.step)``. A few steps are
-    unrolled on the CPU, many or on accelerators scanned (``StepSettings.loop``); metrics come
-    back stacked along a leading axis of length ``n_steps``.
+    are replicated, the state is donated. The per-step key is ``fold_in(base_key, state.step)``.
+    How the steps run is ``settings.steps_loop`` (under 'auto' on the CPU decided at the first
+    call from the lowered one-step program: does it convolve?): 'dispatch' calls the compiled
+    one-step program ``n_steps`` times from Python (asynchronously, no host sync in between),
+    'unroll' and 'scan' compile one program of ``n_steps`` steps. Metrics come back stacked
+    along a leading axis of length ``n_steps``.
     """
+    return TrainFn(method, mesh, n_steps, settings)
 
-    def one(state, batch, base_key):
+
+class TrainFn:
+    """The trainer's step function (:func:`make_train_fn`); ``steps_loop`` is its choice."""
+
+    def __init__(self, method: Method, mesh, n_steps: int, settings: StepSettings):
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be positive, got {n_steps}")
+        self.method, self.n_steps, self.settings = method, n_steps, settings
+        self.steps_loop: str | None = None if settings.loop == "auto" else settings.loop
+        repl, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+        shardings = dict(out_shardings=(repl, repl), donate_argnums=(0,))
+        self._one = jax.jit(self._step, in_shardings=(repl, data, repl), **shardings)
+        steps_in = (repl, (data,) * n_steps, repl)
+        self._fused = jax.jit(self._steps, in_shardings=steps_in, **shardings)
+        self._stack = jax.jit(_stack, out_shardings=repl)
+
+    def _step(self, state, batch, base_key):
         key = jax.random.fold_in(base_key, state.step)
-        return optimizer_step(method, state, batch, key, settings)
+        return optimizer_step(self.method, state, batch, key, self.settings)
 
-    def multi_step(state, batches, base_key):
-        if n_steps == 1 or settings.unrolled(n_steps):
+    def _steps(self, state, batches, base_key):
+        if self.steps_loop == "unroll":
             ms = []
             for batch in batches:
-                state, m = one(state, batch, base_key)
+                state, m = self._step(state, batch, base_key)
                 ms.append(m)
-            return state, jax.tree.map(lambda *xs: jax.numpy.stack(xs), *ms)
-        stacked = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *batches)
-        return jax.lax.scan(lambda s, b: one(s, b, base_key), state, stacked)
+            return state, _stack(ms)
+        stacked = _stack(list(batches))
+        return jax.lax.scan(lambda s, b: self._step(s, b, base_key), state, stacked)
 
-    repl = parallel.replicated(mesh)
-    batch_sharding = (parallel.batch_sharding(mesh),) * n_steps
-    return jax.jit(
-        multi_step,
-        in_shardings=(repl, batch_sharding, repl),
-        out_shardings=(repl, repl),
-        donate_argnums=(0,),
-    )
+    def choose(self, state, batch, base_key) -> str:
+        """Fixes and returns ``steps_loop`` (under 'auto': lowers, does not compile, one step)."""
+        if self.steps_loop is None:
+            convolutional = False
+            if self.n_steps > 1 and jax.default_backend() == "cpu":
+                text = self._one.lower(state, batch, base_key).as_text()
+                convolutional = "convolution" in text
+            self.steps_loop = self.settings.steps_loop(self.n_steps, convolutional)
+        return self.steps_loop
+
+    def __call__(self, state, batches, base_key):
+        if len(batches) != self.n_steps:
+            raise ValueError(f"expected {self.n_steps} batches per call, got {len(batches)}")
+        if self.choose(state, batches[0], base_key) != "dispatch" and self.n_steps > 1:
+            return self._fused(state, batches, base_key)
+        ms = []
+        for batch in batches:
+            state, m = self._one(state, batch, base_key)
+            ms.append(m)
+        return state, self._stack(ms)
+
+
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jax.numpy.stack(xs), *trees)
 
 
 def local_batch(data, step: int, global_bs: int) -> dict[str, np.ndarray]:

@@ -12,8 +12,11 @@ Loops: on the CPU XLA runs convolutions inside a loop body (scan / fori / while)
 slower than the same ops outside one (issue #13: 23x for DDPM++ at batch 8), so short loops
 (micro-batches, the ``n_jitted_steps`` steps of one call) are unrolled in Python there; long ones
 (the toy configs' 50 MLP steps per call, where scan costs 1.2x and unrolling multiplies the
-compile time by 50) and every loop on accelerators run as ``lax.scan``. ``settings.loop`` =
-'unroll' | 'scan' | 'auto' (unroll on the CPU up to ``UNROLL_MAX`` iterations).
+compile time by 50) and every loop on accelerators run as ``lax.scan``. The steps of one call of
+a convolutional step on the CPU are not fused at all: the compiled one-step program is dispatched
+``n_jitted_steps`` times (an unrolled 5-step DDPM++ program did not finish compiling in 31 min;
+a dispatch costs a Python call, small next to a conv step of seconds). ``settings.loop`` =
+'unroll' | 'scan' | 'dispatch' | 'auto' (:meth:`StepSettings.steps_loop`, ``.unrolled``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from jaxdiff.train.protocol import Method, PhaseGrads
 from jaxdiff.train.state import TrainState, ema_update
 
 UNROLL_MAX = 8  # longer loops compile too slowly unrolled (50 toy steps: minutes)
+LOOPS = ("auto", "unroll", "scan", "dispatch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +42,9 @@ class StepSettings:
 
     grad_accum: micro-batches per optimiser step (the global batch must split evenly).
     ema_warmup: EMA decay ``min(decay, (1 + n) / (10 + n))`` (score_sde / CLD-SGM) if True.
-    loop: 'unroll', 'scan' or 'auto' (unroll loops of up to UNROLL_MAX iterations on the CPU,
-      scan otherwise) for the micro-batches and the steps of one jitted call.
+    loop: 'unroll', 'scan', 'dispatch' or 'auto' for the steps of one jitted call
+      (:meth:`steps_loop`) and the micro-batches (:meth:`unrolled`; 'dispatch' counts as 'auto'
+      there).
     """
 
     grad_accum: int = 1
@@ -49,14 +54,32 @@ class StepSettings:
     def __post_init__(self):
         if self.grad_accum < 1:
             raise ValueError(f"training.grad_accum must be >= 1, got {self.grad_accum}")
-        if self.loop not in ("auto", "unroll", "scan"):
-            raise ValueError(f"training.loop must be auto, unroll or scan, got {self.loop!r}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"training.loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
 
     def unrolled(self, length: int) -> bool:
-        """Whether a loop of ``length`` iterations is unrolled."""
-        if self.loop == "auto":
+        """Whether a loop of ``length`` micro-batches is unrolled (else scanned)."""
+        if self.loop in ("auto", "dispatch"):
             return jax.default_backend() == "cpu" and length <= UNROLL_MAX
         return self.loop == "unroll"
+
+    def steps_loop(self, length: int, convolutional: bool) -> str:
+        """How the ``length`` steps of one jitted call run: 'unroll', 'scan' or 'dispatch'.
+
+        'auto': one step is its own program ('dispatch'); on the CPU a step with convolutions
+        is dispatched ``length`` times (fused, it ran ~20x slower scanned and compiled for tens
+        of minutes unrolled: issue #13), other steps are unrolled up to ``UNROLL_MAX`` and
+        scanned beyond; on accelerators the steps are scanned.
+        """
+        if self.loop != "auto":
+            return self.loop
+        if length == 1:
+            return "dispatch"
+        if jax.default_backend() == "cpu":
+            if convolutional:
+                return "dispatch"
+            return "unroll" if length <= UNROLL_MAX else "scan"
+        return "scan"
 
 
 def _mean_tree(trees: list[Any]) -> Any:
