@@ -342,6 +342,7 @@ def _lsgm(config, shape: tuple[int, ...], sampling: dict[str, Any]) -> LSGMMetho
     dtype = compute_dtype(config)
     out_ch = decoders.out_channels(settings.likelihood, shape[-1], settings.num_mix)
     vae_given = {**_shape_args(shape), "shape": shape, "out_ch": out_ch, "dtype": dtype}
+    vae_given["bn_stats"] = True  # NVAE: BN running averages, as LSGM's (methods/lsgm.py)
     make_vae = net_factory(c.vae, **vae_given)
     method_probe = _latent_shape(make_vae, shape)
     score_given = {**_shape_args(method_probe), "out_ch": method_probe[-1], "dtype": dtype}
@@ -371,10 +372,10 @@ def _lsgm(config, shape: tuple[int, ...], sampling: dict[str, Any]) -> LSGMMetho
 
 def _latent_shape(make_vae, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The top latent's shape (one example) of the VAE, traced without computing anything."""
-    from flax import nnx
+    from jaxdiff.nets.functional import ShapeOnlyRngs
 
     def top():
-        m = make_vae(nnx.Rngs(0))
+        m = make_vae(ShapeOnlyRngs())  # shapes only: nnx.Rngs is quadratic in the layers here
         return m.top_latent(m.encode(jnp.zeros((1, *shape)), jax.random.key(0))["z"])
 
     return tuple(jax.eval_shape(top).shape[1:])

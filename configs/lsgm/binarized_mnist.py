@@ -59,7 +59,10 @@ def get_config():
     c.lsgm.score = zoo.lsgm_mnist_score()  # [README] NCSN++ 256 ch, 2 scales, 8 blocks
     c.lsgm.score.dropout = 0.2  # [README] --dropout 0.2
 
-    c.training.batch_size = 128  # [README] stage 2: 32 per GPU x 4 GPUs (stage 1: 200)
+    c.training.batch_size = 200  # [README] stage 1: --batch_size 100 x 2 GPUs
+    c.lsgm.batch_size_stage2 = 128  # [README] stage 2: --batch_size 32 x 4 GPUs
+    c.lsgm.drop_inactive_var = True  # [README] train_vada.py --drop_inactive_var
+    c.lsgm.vae_checkpoint = ""  # [README] train_vada.py --vae_checkpoint ('': stage 1 here)
     c.training.num_steps = c.lsgm.stage1_steps + c.lsgm.stage2_steps
     c.training.ckpt_every = 10000
     c.training.log_every = 500

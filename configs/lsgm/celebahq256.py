@@ -80,6 +80,10 @@ def get_config():
     c.lsgm.vae.use_se = True  # [README] --use_se
     c.lsgm.vae.arch_instance = "res_mbconv"  # [README] --arch_instance res_mbconv
     c.lsgm.vae.progressive_input = "input_skip"  # [README] --progressive_input_vae input_skip
+    c.lsgm.vae.num_nf = 2  # [README] train_vae.py --num_nf 2
+    c.lsgm.vae_train_mode = True  # [README] FID: evaluate_vada.py --vae_train_mode (NLL: eval)
+    c.lsgm.drop_inactive_var = True  # [README] train_vada.py --drop_inactive_var
+    c.lsgm.vae_checkpoint = ""  # [README] train_vada.py --vae_checkpoint ('': stage 1 here)
     c.lsgm.score = ml_collections.ConfigDict()
     c.lsgm.score.name = "ncsnpp"
     c.lsgm.score.nf = 256  # [lsgm.md 1.5] 256 channels

@@ -60,7 +60,8 @@ def get_config():
     c.lsgm.score = zoo.lsgm_cifar10_score()  # [README] NCSN++ 512 ch, 8 blocks, FIR
     c.lsgm.score.dropout = 0.2  # [README]
 
-    c.training.batch_size = 256  # [README] 16 per GPU x 16 GPUs
+    c.training.batch_size = 256  # [README] 16 per GPU x 16 GPUs (stage 1: 32 x 8, the same)
+    c.lsgm.vae_checkpoint = ""  # [README] train_vada.py --vae_checkpoint ('': stage 1 here)
     c.training.num_steps = c.lsgm.stage1_steps + c.lsgm.stage2_steps
     c.training.ckpt_every = 10000
     c.training.log_every = 500

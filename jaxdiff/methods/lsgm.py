@@ -19,77 +19,33 @@ at rtol = atol = 1e-5 by default), then the decoder mean (Sec. 3, App. E).
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 from jaxtyping import Array
 
 from jaxdiff import rng
+from jaxdiff.methods import lsgm_eval as E
+from jaxdiff.methods.lsgm_settings import LSGMSettings
+from jaxdiff.methods.lsgm_vae_io import active_channels, load_vae
 from jaxdiff.methods.sampling import SamplingSpec
-from jaxdiff.nets.functional import functional, init_params
+from jaxdiff.nets.functional import ShapeOnlyRngs, functional, init_params
 from jaxdiff.nets.layers import norm_scale_penalty, spectral_regularizer, spectral_state_init
+from jaxdiff.nets.nvae_cells import merge_batch_stats, set_bn_mode, split_batch_stats
 from jaxdiff.objectives import decoders as N
 from jaxdiff.objectives import lsgm as L
 from jaxdiff.objectives.parameterisation import LSGMMixed
 from jaxdiff.processes.scalar import VP
-from jaxdiff.solvers.likelihood import log_likelihood
 from jaxdiff.train.protocol import Method, PhaseGrads
-from jaxdiff.train.sampling import draw
 from jaxdiff.train.state import TrainState
 
+INACTIVE_LOGIT = -15.0  # LSGM train_vada.py: mixing_logit of inactive channels
+
 METRICS = ("loss", "nelbo", "recon", "kl", "kl_coeff", "p_loss", "alpha", "stage")
-
-
-@dataclasses.dataclass(frozen=True)
-class LSGMSettings:
-    """LSGM's training options (the ``lsgm`` config section; defaults in configs/toy/lsgm.py).
-
-    likelihood: decoder p(x | z_0): gaussian | bernoulli | logistic | dml.
-    num_mix: components of the ``dml`` decoder (LSGM's 10).
-    num_x_bits: bit depth the images are quantised to (``objectives.decoders.quantise``) and the
-      discrete decoders' grid (LSGM's ``--num_x_bits``; 5 for CelebA-HQ).
-    stage1_steps, stage2_steps, stage3: the stages above.
-    kl_min, kl_max_stage1, kl_anneal_portion: stage 1's linear KL warm-up.
-    cont_kl_anneal, cont_kl_portion: stage 2's warm-up kl_max_stage1 -> 1.
-    sr_vae, sr_prior: spectral-regularisation weights (0: off).
-    sr_vae_stage1: the VAE's weight in stage 1 (``train_vae.py --weight_decay_norm``; None: sr_vae).
-    sr_prior_conv: whether the prior's SR includes the kernels' spectral norms (False: only the
-      normalisation layers' max|gamma|, as LSGM's ``--custom_conv_dae`` prior, whose SR finds no
-      NVAE conv in NCSN++).
-    kl_balance: stage 1's KL balancing while the KL coefficient is < 1 (``train_vae.py``: on).
-    mixing_logit_init: initial logit of the mixed score's per-channel weight.
-    update_q_ema: the encoder's objective uses the prior's EMA (separate objectives only).
-    nll_t_min: the likelihood ODE's end time (``--ode_eps``; README: 1e-6 CIFAR-10, 1e-5 MNIST).
-    num_iw_samples: importance samples of the evaluation's NLL bound (1: the plain bound).
-    """
-
-    likelihood: str = "gaussian"
-    num_mix: int = 10
-    num_x_bits: int = 8
-    stage1_steps: int = 0
-    stage2_steps: int = 1
-    stage3: bool = False
-    kl_min: float = 1e-4
-    kl_max_stage1: float = 0.7
-    kl_anneal_portion: float = 1.0
-    cont_kl_anneal: bool = True
-    cont_kl_portion: float = 0.1
-    sr_vae: float = 0.0
-    sr_prior: float = 0.0
-    sr_vae_stage1: float | None = None
-    sr_prior_conv: bool = True
-    kl_balance: bool = True
-    mixing_logit_init: float = -3.0
-    update_q_ema: bool = False
-    nll_t_min: float = 1e-5
-    num_iw_samples: int = 1
 
 
 class LSGMMethod(Method):
@@ -147,12 +103,15 @@ class LSGMMethod(Method):
         self.sample_batch, self.eval_likelihood = sample_batch, eval_likelihood
         self.divergence = divergence
         self._make_vae = make_vae
-        vae = nnx.eval_shape(lambda: self._make_vae(nnx.Rngs(0)))
+        vae = nnx.eval_shape(lambda: self._make_vae(ShapeOnlyRngs()))  # shapes only: fast
         self.vae_graph = functional(vae)[0].graphdef
+        # BatchNorm running averages (NVAE with bn_stats): kept in opt_state['batch_stats']['vae']
+        self.bn_stats = bool(jax.tree.leaves(nnx.state(vae, nnx.BatchStat)))
+        self.num_nf = int(getattr(vae, "num_nf", 0))  # IAF cells: log q and KLs at the sample
         found: dict[str, Any] = {}
 
         def latents():  # traced once: the latent groups' shapes, which of them are the top
-            m = self._make_vae(nnx.Rngs(0))
+            m = self._make_vae(ShapeOnlyRngs())
             zs = m.encode(jnp.zeros((1, *self.data_shape)), jax.random.key(0))["z"]
             top = m.top_latent(zs)
             found["n_top"] = len(m.split_top(top))
@@ -180,22 +139,53 @@ class LSGMMethod(Method):
 
     # -- networks --------------------------------------------------------------------------------
 
-    def vae(self, params) -> nnx.Module:
-        return nnx.merge(self.vae_graph, params)
+    def vae(self, params, stats: dict | None = None, train: bool = True) -> nnx.Module:
+        """The VAE from its parameters and (networks with BatchNorm running averages) the
+        averages ``stats``, its BatchNorms in training (batch statistics) or evaluation mode."""
+        if not self.bn_stats:
+            return nnx.merge(self.vae_graph, params)
+        if stats is None:
+            raise ValueError("this VAE keeps BatchNorm running averages: pass them as stats")
+        return set_bn_mode(nnx.merge(self.vae_graph, merge_batch_stats(params, stats)), train)
 
-    def eps_fn(self, prior, key: jax.Array | None = None) -> L.EpsFn:
-        """Mixed eps prediction (Sec. 3.2) of prior params ``{'net', 'mixing_logit'}``."""
+    def batch_stats(self, state: TrainState) -> dict | None:
+        """The VAE's BatchNorm running averages in ``state`` (None without them)."""
+        return state.opt_state["batch_stats"]["vae"] if self.bn_stats else None
+
+    def updated_stats(self, vae: nnx.Module) -> dict | None:
+        """The running averages a training-mode pass of ``vae`` has left (None without)."""
+        if not self.bn_stats:
+            return None
+        stats = nnx.to_pure_dict(nnx.state(vae, nnx.BatchStat))
+        return jax.lax.stop_gradient(split_batch_stats(stats)[1])
+
+    def eps_fn(self, prior, key: jax.Array | None = None, active: Array | None = None):
+        """Mixed eps prediction (Sec. 3.2) of prior params ``{'net', 'mixing_logit'}``; with
+        an ``active`` (C,) 0/1 mask the inactive channels' network input is 0 and their mixing
+        logit -15 (``drop_inactive_var``; LSGM's ``mask_inactive_variables``)."""
         net = nnx.merge(self.net_graph, prior["net"])
-        param = LSGMMixed(prior["mixing_logit"])
+        logit = prior["mixing_logit"]
+        if active is not None:
+            logit = jnp.where(active > 0, logit, INACTIVE_LOGIT)
+        param = LSGMMixed(logit)
 
         def fn(z, t):
-            out = net(z, t, key=key) if self.dropout else net(z, t)
+            zin = z if active is None else z * active.astype(z.dtype)
+            out = net(zin, t, key=key) if self.dropout else net(zin, t)
             return param.eps(self.process, out, z, t)
 
         return fn
 
-    def score_fn(self, prior):
-        return L.score_from_eps(self.process, self.eps_fn(prior))
+    def score_fn(self, prior, active: Array | None = None):
+        return L.score_from_eps(self.process, self.eps_fn(prior, active=active))
+
+    def active(self, state: TrainState) -> Array | None:
+        """The top latent's active-channel mask (``drop_inactive_var``; None when off)."""
+        return state.opt_state["is_active"] if self.c.drop_inactive_var else None
+
+    def measure_active(self, vae_params, stats, x: Array, key: jax.Array) -> Array:
+        """The active-channel mask on one batch (``lsgm_vae_io.active_channels``)."""
+        return active_channels(self, vae_params, stats, x, key)
 
     def init_prior(self, key: jax.Array) -> dict[str, Any]:
         net = init_params(self._make_net, key)
@@ -206,8 +196,15 @@ class LSGMMethod(Method):
         del batch
         k_v, k_p, k_s = jax.random.split(key, 3)
         vae = init_params(self._make_vae, k_v)  # one fast-compiled program (nets/functional.py)
+        vae, stats = split_batch_stats(vae)
+        if self.c.vae_checkpoint:
+            vae, stats = load_vae(self.c.vae_checkpoint, vae, stats)
         params = {"vae": vae, "prior": self.init_prior(k_p)}
         opt = {g: self.optimizers[g].init(params[g]) for g in self.groups}
+        if self.bn_stats:  # not trained: the step replaces them (PhaseGrads.aux)
+            opt["batch_stats"] = {"vae": stats}
+        if self.c.drop_inactive_var:  # all active until the first stage-2 step measures them
+            opt["is_active"] = jnp.ones((self.top_shape[-1],), jnp.float32)
         if self.c.sr_vae or self.c.sr_prior:  # persistent power-iteration vectors, warmed up
             sr = {
                 g: spectral_state_init(params[g], jax.random.fold_in(k_s, i))
@@ -256,24 +253,34 @@ class LSGMMethod(Method):
             w2 = jnp.ones(())
         return jnp.where(step < self.s1, w1, w2)
 
-    def latent_terms(self, vae_params, x, key):
-        """Encoder pass: (decoder nll, log q at the sample, top latent, Normal CE of the rest)."""
-        vae = self.vae(vae_params)
+    def latent_terms(self, vae_params, x, key, stats=None, train: bool = True):
+        """Encoder pass: (decoder nll, log q at the sample, top latent, Normal CE of the rest,
+        the encoder's outputs with ``bn`` the updated BatchNorm averages)."""
+        vae = self.vae(vae_params, stats, train)
         enc = vae.encode(x, key)
         recon = self.recon_nll(vae.decode(enc["z"]), x)
-        log_q = sum(
-            L.log_normal(*g) for g in zip(enc["z"], enc["mu"], enc["log_sigma"], strict=True)
-        )
-        rest = enc["mu"][self.n_top :], enc["log_sigma"][self.n_top :]
-        ce_rest = sum(
-            (L.normal_cross_entropy(m, s) for m, s in zip(*rest, strict=True)),
-            jnp.zeros_like(recon),
-        )
+        enc["bn"] = self.updated_stats(vae) if train else stats
+        log_q = sum(self.group_log_q(enc))
+        if self.num_nf:  # flowed groups are not Normal: LSGM's Monte-Carlo cross_entropy_normal
+            ce = [-L.log_normal(z, jnp.zeros_like(z), jnp.zeros_like(z)) for z in enc["z"]]
+        else:  # its expectation, analytic
+            pairs = zip(enc["mu"], enc["log_sigma"], strict=True)
+            ce = [L.normal_cross_entropy(m, s) for m, s in pairs]
+        ce_rest = sum(ce[self.n_top :], jnp.zeros_like(recon))
         return recon, log_q, vae.top_latent(enc["z"]), ce_rest, enc
+
+    def group_log_q(self, enc: dict) -> list[Array]:
+        """log q(z_g | x) (b,) per group at the encoder's sample: with IAF cells, the Gaussian
+        density of the pre-flow sample minus the flows' log-determinant (LSGM nvae.py)."""
+        z = enc["z_q"] if self.num_nf else enc["z"]
+        log_q = [L.log_normal(*g) for g in zip(z, enc["mu"], enc["log_sigma"], strict=True)]
+        if self.num_nf:
+            log_q = [lq - ld for lq, ld in zip(log_q, enc["log_det"], strict=True)]
+        return log_q
 
     # -- gradients: one branch per stage ---------------------------------------------------------
 
-    def _out(self, state, g_v, g_p, active, sr_v=None, sr_p=None, **metrics) -> PhaseGrads:
+    def _out(self, state, g_v, g_p, active, sr_v=None, sr_p=None, bn=None, **metrics):
         """The stage's PhaseGrads; every branch returns the same structure."""
         zeros = lambda g: jax.tree.map(jnp.zeros_like, state.params[g])  # noqa: E731
         grads = {"vae": zeros("vae") if g_v is None else g_v}
@@ -281,11 +288,16 @@ class LSGMMethod(Method):
         m = {k: jnp.zeros((), jnp.float32) for k in METRICS}
         m.update({k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()})
         m["alpha"] = jnp.mean(jax.nn.sigmoid(state.params["prior"]["mixing_logit"]))
-        aux = None
+        aux = {}
         if "sr" in state.opt_state:
             old = state.opt_state["sr"]
             aux = {"sr": {"vae": old["vae"] if sr_v is None else sr_v}}
             aux["sr"]["prior"] = old["prior"] if sr_p is None else sr_p
+        if self.bn_stats:
+            aux["batch_stats"] = {"vae": self.batch_stats(state) if bn is None else bn}
+        if self.c.drop_inactive_var:
+            aux["is_active"] = state.opt_state["is_active"]
+        aux = aux or None
         flags = {g: jnp.asarray(g in active) for g in self.groups}
         return PhaseGrads(grads, m, flags, aux)
 
@@ -293,10 +305,16 @@ class LSGMMethod(Method):
         kl_coeff = self.kl_coeff(state.step)
 
         def loss_fn(vp):
-            vae = self.vae(vp)
+            vae = self.vae(vp, self.batch_stats(state))
             enc = vae.encode(x, keys)
             recon = self.recon_nll(vae.decode(enc["z"]), x)
-            groups = [L.normal_kl(m, s) for m, s in zip(enc["mu"], enc["log_sigma"], strict=True)]
+            if self.num_nf:  # LSGM's vae_terms: log q - log N(z; 0, I) at the (flowed) sample
+                zero = [jnp.zeros_like(z) for z in enc["z"]]
+                log_p = [L.log_normal(z, o, o) for z, o in zip(enc["z"], zero, strict=True)]
+                groups = [lq - lp for lq, lp in zip(self.group_log_q(enc), log_p, strict=True)]
+            else:  # its expectation, analytic
+                pairs = zip(enc["mu"], enc["log_sigma"], strict=True)
+                groups = [L.normal_kl(m, s) for m, s in pairs]
             kl_all = jnp.stack(groups, axis=1)  # (b, groups), top group first
             kl = kl_all.sum(axis=1)
             if self.c.kl_balance:  # NVAE's balancing while kl_coeff < 1 (train_vae.py)
@@ -306,14 +324,14 @@ class LSGMMethod(Method):
                 weighted = kl
             sr, sr_state = self._sr("vae", vp, state, stage1=True)
             loss = jnp.mean(recon + kl_coeff * weighted) + sr
-            return loss, (jnp.mean(recon), jnp.mean(kl), sr_state)
+            return loss, (jnp.mean(recon), jnp.mean(kl), sr_state, self.updated_stats(vae))
 
-        (loss, (recon, kl, sr_state)), g = jax.value_and_grad(loss_fn, has_aux=True)(
+        (loss, (recon, kl, sr_state, bn)), g = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params["vae"]
         )
         return self._out(
-            state, g, None, ("vae",), sr_v=sr_state, loss=loss, nelbo=recon + kl, recon=recon,
-            kl=kl, kl_coeff=kl_coeff, stage=1.0,
+            state, g, None, ("vae",), sr_v=sr_state, bn=bn, loss=loss, nelbo=recon + kl,
+            recon=recon, kl=kl, kl_coeff=kl_coeff, stage=1.0,
         )  # fmt: skip
 
     def _net_key(self, keys):
@@ -321,16 +339,17 @@ class LSGMMethod(Method):
 
     def _q_loss(self, vp, pp, x, keys, kl_coeff, state):
         k_enc, k_ce = rng.split(keys)
-        recon, log_q, top, ce_rest, _ = self.latent_terms(vp, x, k_enc)
-        eps_fn = self.eps_fn(pp, self._net_key(keys))
+        recon, log_q, top, ce_rest, enc = self.latent_terms(vp, x, k_enc, self.batch_stats(state))
+        eps_fn = self.eps_fn(pp, self._net_key(keys), self.active(state))
         ce_top, _ = self.objective.cross_entropy(eps_fn, k_ce, top)
         loss, nelbo = L.negative_elbo(recon, log_q, ce_top + ce_rest, kl_coeff)
         sr, sr_state = self._sr("vae", vp, state)
         aux = dict(nelbo=nelbo.mean(), recon=recon.mean(), kl=(nelbo - recon).mean(), top=top)
+        aux["bn"] = enc["bn"]
         return jnp.mean(loss) + sr, (aux, sr_state)
 
     def _p_loss(self, pp, top, keys, state):
-        eps_fn = self.eps_fn(pp, self._net_key(rng.fold_in(keys, 1)))
+        eps_fn = self.eps_fn(pp, self._net_key(rng.fold_in(keys, 1)), self.active(state))
         loss, _ = self.objective.sgm_loss(eps_fn, keys, jax.lax.stop_gradient(top))
         sr, sr_state = self._sr("prior", pp, state)
         return jnp.mean(loss) + sr, sr_state
@@ -339,6 +358,12 @@ class LSGMMethod(Method):
         kl_coeff = self.kl_coeff(state.step)
         k_q, k_p = rng.split(keys)
         vp, pp = state.params["vae"], state.params["prior"]
+        if self.c.drop_inactive_var:  # measured once, at the first stage-2 step, then kept
+            measure = lambda: self.measure_active(  # noqa: E731
+                vp, self.batch_stats(state), x, rng.fold_in(keys, 3)
+            )
+            new = jax.lax.cond(state.step == self.s1, measure, lambda: self.active(state))
+            state = state.replace(opt_state={**state.opt_state, "is_active": new})
         if self.objective.joint:  # p's objective is q's: one backward pass for both networks
 
             def joint(vp, pp):
@@ -359,7 +384,7 @@ class LSGMMethod(Method):
                 pp, aux["top"], k_p, state
             )
         return self._out(
-            state, g_v, g_p, ("vae", "prior"), sr_v=sr_v, sr_p=sr_p, loss=loss,
+            state, g_v, g_p, ("vae", "prior"), sr_v=sr_v, sr_p=sr_p, bn=aux["bn"], loss=loss,
             nelbo=aux["nelbo"], recon=aux["recon"], kl=aux["kl"], kl_coeff=kl_coeff,
             p_loss=p_loss, stage=2.0,
         )  # fmt: skip
@@ -367,11 +392,12 @@ class LSGMMethod(Method):
     def _stage3(self, state, x, keys):
         k_enc, k_p = rng.split(keys)
         vp, pp = state.params["vae"], state.params["prior"]
-        recon, log_q, top, ce_rest, _ = self.latent_terms(vp, x, k_enc)
+        # LSGM's frozen VAE still runs in train() mode: BN batch statistics, averages updated
+        recon, log_q, top, ce_rest, enc = self.latent_terms(vp, x, k_enc, self.batch_stats(state))
         top = jax.lax.stop_gradient(top)
         (p_loss, sr_p), g_p = jax.value_and_grad(self._p_loss, has_aux=True)(pp, top, k_p, state)
         return self._out(
-            state, None, g_p, ("prior",), sr_p=sr_p, loss=p_loss, p_loss=p_loss,
+            state, None, g_p, ("prior",), sr_p=sr_p, bn=enc["bn"], loss=p_loss, p_loss=p_loss,
             recon=recon.mean(), kl_coeff=1.0, stage=3.0,
         )  # fmt: skip
 
@@ -398,32 +424,34 @@ class LSGMMethod(Method):
     def grads(self, phase: int, state: TrainState, batch: dict[str, Any], keys: jax.Array):
         del phase
         x = self.preprocess(batch["x"])
-        branches = [self._stage1, self._stage2] + ([self._stage3] if self.stage3 else [])
+        c = self.c
+        sizes = [c.batch_size_stage1, c.batch_size_stage2, c.batch_size_stage3]
+        for n in sizes:
+            if n < 0 or n > x.shape[0]:
+                raise ValueError(f"lsgm.batch_size_stage*: {sizes}, each in [0, {x.shape[0]}]")
+
+        def sliced(fn, n):  # a stage on the first n examples of the batch (0: all)
+            return lambda state, x, keys: fn(state, x[: n or None], keys[: n or None])
+
+        stages = [self._stage1, self._stage2] + ([self._stage3] if self.stage3 else [])
+        branches = [sliced(f, n) for f, n in zip(stages, sizes, strict=False)]
         if self.s1 <= 0:
-            branches[0] = self._stage2
+            branches[0] = branches[1]
         return jax.lax.switch(self.stage(state.step), branches, state, x, keys)
 
-    # -- sampling and likelihood ----------------------------------------------------------------
+    # -- sampling and likelihood (methods/lsgm_eval.py) -----------------------------------------
 
     def sampling_params(self, state: TrainState) -> Any:
-        return {"prior": state.ema["prior"], "vae": state.params["vae"]}
+        out = {"prior": state.ema["prior"], "vae": state.params["vae"]}
+        if self.bn_stats:
+            out["batch_stats"] = self.batch_stats(state)
+        if self.c.drop_inactive_var:
+            out["is_active"] = self.active(state)
+        return out
 
     def sample_fn(self, params, key, num: int):
         """Latent sampler from N(0, I) (``sampling``), then the decoder mean; NFE of the prior."""
-        k_s, k_r = jax.random.split(key)
-        out = self.sampling.run(
-            self.process, self.score_fn(params["prior"]), k_s, (num, *self.top_shape)
-        )
-        vae = self.vae(params["vae"])
-        rest = [
-            self.temp * jax.random.normal(jax.random.fold_in(k_r, i), (num, *s))
-            for i, s in enumerate(self.rest_shapes)
-        ]
-        x = N.decoder_mean(
-            self.likelihood, vae.decode(vae.split_top(out.data) + rest), self.data_shape[-1],
-            self.c.num_mix,
-        )  # fmt: skip
-        return x, out.nfe
+        return E.sample(self, params, key, num)
 
     def nll(
         self,
@@ -433,82 +461,13 @@ class LSGMMethod(Method):
         num_iw_samples: int | None = None,
         **kw: Any,
     ) -> dict[str, float]:
-        """The NLL bound recon + log q - log p_ODE(z_0) + CE of the Normal groups (App. E).
+        """The NLL bound (``lsgm_eval.nll``)."""
+        return E.nll(self, state, key, x, num_iw_samples, **kw)
 
-        ``log p(z_0)`` of the score prior comes from the probability-flow ODE (exact divergence
-        for small latents, Gaussian Hutchinson otherwise), from ``nll_t_min`` to 1.
-        With ``num_iw_samples`` K > 1 (LSGM's ``--num_iw_samples``) it also returns the
-        importance-weighted bound (Burda et al. 2016, Eq. 8)
-        ``nll_iw = -log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)``, z_k ~ q, with log p of the
-        top group from the ODE and N(0, I) for the others (``nll``: the mean single-sample
-        bound over the same K draws). Returns nats per example, and ``bpd`` for images.
-        """
-        k_iw = int(self.c.num_iw_samples if num_iw_samples is None else num_iw_samples)
-        if k_iw < 1:
-            raise ValueError(f"num_iw_samples must be >= 1, got {k_iw}")
-        auto = "exact" if math.prod(self.top_shape) <= 16 else "hutchinson_gaussian"
-        opts = {"divergence": self.divergence or auto}
-        opts.update(t_min=float(self.c.nll_t_min), rtol=1e-5, atol=1e-5)
-        opts.update(kw)
-        prior = state.ema["prior"]
-
-        @jax.jit
-        def bound(vae_params, prior, x, key):
-            k_e, k_l = jax.random.split(key)
-            recon, log_q, top, ce_rest, enc = self.latent_terms(vae_params, x, k_e)
-            out = log_likelihood(self.process, self.score_fn(prior), top, k_l, **opts)
-            log_p_rest = sum(
-                (
-                    L.log_normal(z, jnp.zeros_like(z), jnp.zeros_like(z))
-                    for z in enc["z"][self.n_top :]
-                ),
-                jnp.zeros_like(recon),
-            )
-            log_w = -recon - log_q + out.logp + log_p_rest
-            return recon + log_q - out.logp + ce_rest, recon, log_w, out.nfe
-
-        x = self.preprocess(x)
-        draws = [bound(state.params["vae"], prior, x, k) for k in jax.random.split(key, k_iw)]
-        nll = np.mean([np.asarray(d[0]) for d in draws], axis=0)
-        recon = np.mean([np.asarray(d[1]) for d in draws], axis=0)
-        res = {"nll": float(np.mean(nll)), "recon": float(np.mean(recon))}
-        res["nfe"] = int(np.mean([int(d[3]) for d in draws]))
-        names = ["nll"]
-        if k_iw > 1:
-            log_w = np.stack([np.asarray(d[2], np.float64) for d in draws])
-            iw = -(np.logaddexp.reduce(log_w, axis=0) - math.log(k_iw))
-            res["nll_iw"], res["num_iw_samples"] = float(np.mean(iw)), k_iw
-            names.append("nll_iw")
-        if self.likelihood in ("logistic", "dml"):
-            for n in names:
-                key_out = "bpd" if n == "nll" else "bpd_iw"
-                res[key_out] = res[n] / (math.prod(self.data_shape) * math.log(2.0))
-        return res
+    def readjust_bn(self, state: TrainState, key: jax.Array, **kw: Any) -> TrainState:
+        """NVAE's BN readjustment before evaluation (``lsgm_eval.readjust_bn``)."""
+        return E.readjust_bn(self, state, key, **kw)
 
     def evaluate(self, state: TrainState, key: jax.Array, data: Any) -> dict[str, float]:
-        """Toy metrics of samples (toy data) and the NLL bound on data (toy and images)."""
-        from jaxdiff.eval.metrics import toy_metrics
-
-        k_s, k_m, k_d, k_l = jax.random.split(key, 4)
-        res: dict[str, Any] = {}
-        source = getattr(data, "mixture", None) or getattr(data, "source", None)
-        if source is not None and len(self.data_shape) == 1:
-            samples, info = draw(
-                self.sample_fn, self.sampling_params(state), k_s, self.eval_samples,
-                self.sample_batch,
-            )  # fmt: skip
-            res.update(toy_metrics(k_m, jnp.asarray(samples), source))
-            res["nfe"] = info["nfe"]
-            x = np.asarray(data.sample(k_d, self.eval_examples))
-        else:
-            x = np.asarray(data.batch(10**7, min(self.eval_examples, 256))["x"])
-        if self.eval_likelihood:
-            lik = self.nll(state, k_l, jnp.asarray(x))
-            res.update(
-                {
-                    f"model_{k}" if k == "nfe" else f"{k}_bound" if k == "nll" else k: v
-                    for k, v in lik.items()
-                }
-            )
-        res["alpha_mean"] = float(jax.nn.sigmoid(state.params["prior"]["mixing_logit"]).mean())
-        return res
+        """Toy metrics of samples (toy data) and the NLL bound on data (``lsgm_eval``)."""
+        return E.evaluate(self, state, key, data)

@@ -6,12 +6,14 @@ Conventions: images are NHWC; parameters are float32, activations in the compute
 normalisation statistics in float32. Initialisation follows PyTorch's defaults (kernels and biases
 U(+-1/sqrt(fan_in))), so the weight-norm's log-scale starts at log(||v|| + 0.01) as in NVAE.
 
-BatchNorm here always normalises with the statistics of the batch it sees (PyTorch's training
-mode) and keeps no running averages: the zoo's networks have no mutable state. LSGM trains with
-(synchronised) training-mode BN and samples CelebA-HQ in training mode (``--vae_train_mode``).
-Under ``jax.jit`` with the batch sharded over devices (``jaxdiff.train.parallel``), the batch mean
-is a global mean, i.e. synchronised BN. Consequence: a sample's output depends on the other
-samples of its batch, as in LSGM's training-mode evaluation.
+BatchNorm (``BatchNorm``) normalises with the statistics of the batch it sees in training mode, as
+PyTorch's ``train()``. With ``running_stats=True`` (LSGM's method turns it on) it also keeps
+PyTorch's running averages (``running_mean`` / ``running_var``, ``nnx.BatchStat`` variables, the
+names of the official buffers), updated in training mode with NVAE's momentum 0.05, and uses them
+in evaluation mode (``set_bn_mode``; LSGM's ``vae.eval()``). Under ``jax.jit`` with the batch
+sharded over devices (``jaxdiff.train.parallel``), the batch mean is a global mean, i.e.
+synchronised BN. In training mode a sample's output depends on the other samples of its batch, as
+in LSGM's ``--vae_train_mode`` evaluation.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from jaxtyping import Array, Float
 from jaxdiff.nets.layers import naive_upsample_2d, weight_norm_kernel
 
 BN_EPS = 1e-5  # NVAE's BN_EPS
+BN_MOMENTUM = 0.05  # LSGM layers/neural_operations.py: every BN has momentum 0.05
 CELL_OPS = ("res_bnswish", "mconv_e6k5g0", "mconv_e3k5g0")
 
 
@@ -82,20 +85,83 @@ class WNConv(nnx.Module):
 
 
 class BatchNorm(nnx.Module):
-    """Batch normalisation over (b, h, w) with the batch's own statistics (biased variance, eps
-    1e-5) and a learnt per-channel scale / bias; no running averages (see the module docstring)."""
+    """Batch normalisation over (b, h, w) with a learnt per-channel scale / bias (eps 1e-5).
 
-    def __init__(self, channels: int, *, dtype=jnp.float32):
+    Training mode (``use_running_average`` False, the default) normalises with the batch's
+    statistics (biased variance) and, with ``running_stats``, updates PyTorch's running averages
+    (``torch.nn.BatchNorm2d`` / NVAE's ``SyncBatchNormSwish``, momentum ``BN_MOMENTUM``):
+    ``running_mean <- (1 - m) running_mean + m mean``, ``running_var <- (1 - m) running_var +
+    m n / (n - 1) var`` (the unbiased variance; n = b h w). Evaluation mode normalises with the
+    running averages. The averages are not differentiated.
+    """
+
+    def __init__(self, channels: int, *, running_stats: bool = False, dtype=jnp.float32):
         self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+        if running_stats:  # PyTorch's initial buffers
+            self.running_mean = nnx.BatchStat(jnp.zeros((channels,), jnp.float32))
+            self.running_var = nnx.BatchStat(jnp.ones((channels,), jnp.float32))
+        self.running_stats = running_stats
+        self.use_running_average = False
+        self.momentum = BN_MOMENTUM
         self.dtype = dtype
 
     def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w c"]:
         xf = x.astype(jnp.float32)
-        mean = xf.mean(axis=(0, 1, 2))
-        var = jnp.square(xf - mean).mean(axis=(0, 1, 2))
+        if self.use_running_average:
+            if not self.running_stats:
+                raise ValueError("BatchNorm in evaluation mode needs running_stats=True")
+            mean, var = self.running_mean[...], self.running_var[...]
+        else:
+            mean = xf.mean(axis=(0, 1, 2))
+            var = jnp.square(xf - mean).mean(axis=(0, 1, 2))
+            if self.running_stats:
+                n = xf.shape[0] * xf.shape[1] * xf.shape[2]
+                m = self.momentum
+                unbiased = var * (n / max(n - 1, 1))
+                sg = jax.lax.stop_gradient
+                self.running_mean[...] = (1 - m) * self.running_mean[...] + m * sg(mean)
+                self.running_var[...] = (1 - m) * self.running_var[...] + m * sg(unbiased)
         y = (xf - mean) * jax.lax.rsqrt(var + BN_EPS) * self.scale[...] + self.bias[...]
         return y.astype(self.dtype)
+
+
+BN_STAT_NAMES = ("running_mean", "running_var")
+
+
+def set_bn_mode(module: nnx.Module, train: bool) -> nnx.Module:
+    """Every ``BatchNorm`` of ``module`` in training (batch statistics) or evaluation (running
+    averages) mode; returns ``module``."""
+    for _, m in nnx.iter_graph(module):
+        if isinstance(m, BatchNorm):
+            m.use_running_average = not train
+    return module
+
+
+def split_batch_stats(tree: dict) -> tuple[dict, dict]:
+    """A pure parameter dict -> (trainable parameters, the BN running averages): the leaves
+    named ``running_mean`` / ``running_var`` go to the second dict (same nesting, empty
+    branches dropped)."""
+    params, stats = {}, {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            p, s = split_batch_stats(v)
+            params[k] = p
+            if s:
+                stats[k] = s
+        elif k in BN_STAT_NAMES:
+            stats[k] = v
+        else:
+            params[k] = v
+    return params, stats
+
+
+def merge_batch_stats(params: dict, stats: dict) -> dict:
+    """Inverse of ``split_batch_stats``."""
+    out = dict(params)
+    for k, v in stats.items():
+        out[k] = merge_batch_stats(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
 
 
 def upsample_bilinear_aligned(x: Float[Array, "b h w c"]) -> Float[Array, "b 2h 2w c"]:
@@ -120,9 +186,9 @@ class BNSwishConv(nnx.Module):
     """``res_bnswish`` op: BN -> Swish -> [nearest 2x up] -> weight-normalised 3x3 conv (+bias);
     ``stride`` 2 downsamples, -1 upsamples."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, *, dtype, rngs):
+    def __init__(self, cin: int, cout: int, stride: int = 1, *, bn_stats=False, dtype, rngs):
         self.up = stride == -1
-        self.norm = BatchNorm(cin, dtype=dtype)
+        self.norm = BatchNorm(cin, running_stats=bn_stats, dtype=dtype)
         self.conv = WNConv(cin, cout, 3, stride=abs(stride), dtype=dtype, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
@@ -135,17 +201,20 @@ class InvertedResidual(nnx.Module):
     ``round(ex * cin)`` -> BN-Swish -> depthwise 5x5 -> BN-Swish -> 1x1 project -> BN. Its convs
     have no bias and no weight normalisation."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, ex: int = 6, *, dtype, rngs):
+    def __init__(
+        self, cin: int, cout: int, stride: int = 1, ex: int = 6, *, bn_stats=False, dtype, rngs
+    ):
         hid = int(round(cin * ex))
         kw = dict(use_bias=False, weight_norm=False, dtype=dtype, rngs=rngs)
+        bn = dict(running_stats=bn_stats, dtype=dtype)
         self.up = stride == -1
-        self.norm_in = BatchNorm(cin, dtype=dtype)
+        self.norm_in = BatchNorm(cin, **bn)
         self.conv_expand = WNConv(cin, hid, 1, **kw)
-        self.norm_expand = BatchNorm(hid, dtype=dtype)
+        self.norm_expand = BatchNorm(hid, **bn)
         self.conv_dw = WNConv(hid, hid, 5, stride=abs(stride), groups=hid, **kw)
-        self.norm_dw = BatchNorm(hid, dtype=dtype)
+        self.norm_dw = BatchNorm(hid, **bn)
         self.conv_project = WNConv(hid, cout, 1, **kw)
-        self.norm_out = BatchNorm(cout, dtype=dtype)
+        self.norm_out = BatchNorm(cout, **bn)
 
     def __call__(self, x: Array) -> Array:
         h = self.norm_in(naive_upsample_2d(x) if self.up else x)
@@ -206,22 +275,33 @@ class Cell(nnx.Module):
     ``kind``: 'normal' (identity skip, cin == cout), 'down' (stride 2, ``FactorizedReduce`` skip)
     or 'up' (2x, ``UpSkip``). ``op``: 'res_bnswish' (branch = two ``BNSwishConv``) or
     'mconv_e6k5g0' / 'mconv_e3k5g0' (branch = one ``InvertedResidual`` with expansion 6 / 3).
+    ``bn_stats``: the BatchNorms keep running averages (``BatchNorm``).
     """
 
     def __init__(
-        self, cin: int, cout: int, kind: str, op: str, use_se: bool = True, *, dtype, rngs
+        self,
+        cin: int,
+        cout: int,
+        kind: str,
+        op: str,
+        use_se: bool = True,
+        *,
+        bn_stats: bool = False,
+        dtype,
+        rngs,
     ):
         stride = {"normal": 1, "down": 2, "up": -1}[kind]
         kw = dict(dtype=dtype, rngs=rngs)
+        bkw = dict(bn_stats=bn_stats, **kw)
         if kind == "normal":
             assert cin == cout, (cin, cout)
             self.skip = None
         else:
             self.skip = (FactorizedReduce if kind == "down" else UpSkip)(cin, cout, **kw)
         if op == "res_bnswish":
-            branch = [BNSwishConv(cin, cout, stride, **kw), BNSwishConv(cout, cout, 1, **kw)]
+            branch = [BNSwishConv(cin, cout, stride, **bkw), BNSwishConv(cout, cout, 1, **bkw)]
         elif op in ("mconv_e6k5g0", "mconv_e3k5g0"):
-            branch = [InvertedResidual(cin, cout, stride, ex=int(op[7]), **kw)]
+            branch = [InvertedResidual(cin, cout, stride, ex=int(op[7]), **bkw)]
         else:
             raise ValueError(f"unknown NVAE cell op {op!r}; known: {CELL_OPS}")
         self.branch = nnx.List(branch)

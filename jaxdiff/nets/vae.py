@@ -7,8 +7,9 @@ hierarchical prior: LSGM's ``dec_sampler`` is empty), posterior mean / log-std s
 score model sees. The architecture, layer for layer, and the trainable-parameter count are the
 official ones (checked in tests/test_param_counts.py); the cells are in ``nvae_cells.py``.
 
-Deviations (docs/networks.md): BatchNorm always uses batch statistics (no running averages, the
-zoo keeps no mutable state); no IAF cells (``num_nf`` 0, as the zoo's configs).
+Deviations (docs/networks.md): BatchNorm keeps running averages only with ``bn_stats=True``
+(LSGM's method sets it; the zoo's networks otherwise keep no mutable state, see
+``nvae_cells.BatchNorm``). ``num_nf`` > 0 adds LSGM's IAF cells (``nvae_flows.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from jaxtyping import Array, Float
 from jaxdiff import rng
 from jaxdiff.nets.layers import GroupNorm, conv, naive_upsample_2d
 from jaxdiff.nets.nvae_cells import BNSwishConv, Cell, SqueezeExcite, WNConv
+from jaxdiff.nets.nvae_flows import PairedCellAR
 
 
 def soft_clamp(x: Array, c: float = 5.0) -> Array:
@@ -78,7 +80,8 @@ ARCH_INSTANCES = {
 
 class NVAE(nnx.Module):
     """LSGM's NVAE. ``__call__(x, key) -> dict`` with decoder ``logits``, latent groups ``z``,
-    posterior ``mu`` / ``log_sigma`` (lists over groups, top scale first).
+    posterior ``mu`` / ``log_sigma`` (lists over groups, top scale first); with IAF cells also
+    the pre-flow Gaussian samples ``z_q`` and each group's ``log_det`` (b,).
 
     Layout (LSGM ``nvae.py``): stem conv -> preprocessing cells (each block ends in a 'down'
     cell) -> encoder tower (``num_cell_per_cond_enc`` cells per group, a 'down' cell between
@@ -106,6 +109,11 @@ class NVAE(nnx.Module):
       progressive_input: 'none' or 'input_skip' (``--progressive_input_vae``: after each encoder
         'down' cell, add a stride-2 BN-Swish-conv of the previous scale's input pyramid).
       use_se: squeeze-and-excitation in every cell.
+      num_nf: ``PairedCellAR`` flows applied to each group's posterior sample (LSGM's
+        ``--num_nf``; 2 for CIFAR-10's best-NLL and the CelebA-HQ VAEs [README]).
+      bn_stats: every BatchNorm keeps PyTorch's running averages (``running_mean`` /
+        ``running_var``, ``nnx.BatchStat``; momentum 0.05) for evaluation mode
+        (``nvae_cells.set_bn_mode``).
     """
 
     def __init__(
@@ -128,6 +136,8 @@ class NVAE(nnx.Module):
         arch_instance: str = "res_mbconv",
         progressive_input: str = "none",
         use_se: bool = True,
+        num_nf: int = 0,
+        bn_stats: bool = False,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -147,12 +157,15 @@ class NVAE(nnx.Module):
         kw = dict(dtype=dtype, rngs=rngs)
         S, G, L = num_latent_scales, num_groups_per_scale, num_latent_per_group
         self.S, self.G, self.L = S, G, L
+        if num_nf < 0:
+            raise ValueError(f"num_nf must be >= 0, got {num_nf}")
+        self.num_nf = int(num_nf)
 
         def ch(i: int) -> int:
             return num_channels * channel_mult[i]
 
         def cell(i: int, o: int, kind: str, op: str) -> Cell:
-            return Cell(ch(i), ch(o), kind, op, use_se, **kw)
+            return Cell(ch(i), ch(o), kind, op, use_se, bn_stats=bn_stats, **kw)
 
         # Preprocessing and encoder tower (bottom-up); r indexes the resolution.
         self.stem = WNConv(in_ch, ch(0), 3, **kw)
@@ -171,7 +184,7 @@ class NVAE(nnx.Module):
             if s < S - 1:
                 enc_down.append(cell(r, r + 1, "down", enc_op))
                 if progressive_input == "input_skip":
-                    input_skip.append(BNSwishConv(ch(r), ch(r + 1), 2, **kw))
+                    input_skip.append(BNSwishConv(ch(r), ch(r + 1), 2, bn_stats=bn_stats, **kw))
                 r += 1
         self.enc, self.enc_down, self.input_skip = (
             nnx.List(enc),
@@ -197,6 +210,9 @@ class NVAE(nnx.Module):
                 dec_up.append(cell(r, r - 1, "up", dec_op))
                 r -= 1
         self.enc_comb, self.samplers = nnx.List(enc_comb), nnx.List(samplers)
+        # IAF cells, num_nf per group in the groups' order (LSGM's nf_cells)
+        nf = [PairedCellAR(L, rngs=rngs) for _ in range(S * G * self.num_nf)]
+        self.nf_cells = nnx.List(nf)
         self.eps_convs, self.dec_comb = nnx.List(eps_convs), nnx.List(dec_comb)
         self.dec, self.dec_up = nnx.List(dec), nnx.List(dec_up)
         # Postprocessing (each block starts with an 'up' cell) and the output layer.
@@ -245,19 +261,25 @@ class NVAE(nnx.Module):
 
     def encode(self, x: Float[Array, "b h w c"], key: jax.Array) -> dict:
         """Samples every group from the hierarchical posterior; returns ``z``, ``mu``,
-        ``log_sigma`` (lists, top group first) and the final decoder state ``h``."""
+        ``log_sigma`` (lists, top group first), the pre-flow samples ``z_q`` and the flows'
+        ``log_det`` per group and example (0: the IAF cells are volume-preserving), and the final
+        decoder state ``h``. log q(z | x) = log N(z_q; mu, sigma) - log_det (LSGM nvae.py)."""
         feats = self._enc_features(x)
         b = x.shape[0]
-        s_state, zs, mus, lss = None, [], [], []
+        s_state, zs, mus, lss, zqs, lds = None, [], [], [], [], []
         for k, f in enumerate(feats):
             inp = f if k == 0 else f + self.enc_comb[k - 1](s_state)
             param = self.samplers[k](jax.nn.elu(inp)).astype(jnp.float32)
             mu, ls = jnp.split(param, 2, axis=-1)
             mu, ls = soft_clamp(mu), soft_clamp(ls)  # log_sig_q_scale 5
-            z = mu + jnp.exp(ls) * rng.normal(rng.fold_in(key, k), mu.shape)
-            zs.append(z), mus.append(mu), lss.append(ls)
+            z_q = mu + jnp.exp(ls) * rng.normal(rng.fold_in(key, k), mu.shape)
+            z, log_det = z_q, jnp.zeros((b,), jnp.float32)
+            for n in range(self.num_nf):
+                z, ld = self.nf_cells[k * self.num_nf + n](z)
+                log_det = log_det + ld.sum(axis=(1, 2, 3))
+            zs.append(z), mus.append(mu), lss.append(ls), zqs.append(z_q), lds.append(log_det)
             s_state = self._combine(k, s_state, z, b)
-        return dict(z=zs, mu=mus, log_sigma=lss, h=s_state)
+        return dict(z=zs, mu=mus, log_sigma=lss, z_q=zqs, log_det=lds, h=s_state)
 
     def _output(self, h: Array) -> Array:
         for c in self.post:
