@@ -196,8 +196,9 @@ def import_checkpoint(config: ml_collections.ConfigDict, ckpt: str, workdir: str
     DDPM++ / NCSN++ or CLD-SGM's NCSN++ (``{'model', 'ema', 'step', 'optimizer'}``; params and
     EMA as stored, at the stored step). DDGAN: a ``netG_{epoch}.pth`` generator state dict (the
     EMA weights when trained with --use_ema) into G and its EMA; D is freshly initialised (the
-    released files hold no discriminator), step 0. Mismatches (shapes, tensors left over on
-    either side, stored noise levels) raise before anything is written."""
+    released files hold no discriminator), step 0. LSGM: ``train_vae.py`` / ``train_vada.py``
+    checkpoints (``_import_lsgm_state``). Mismatches (shapes, tensors left over on either side,
+    stored noise levels or arguments) raise before anything is written."""
     from flax import nnx
 
     from jaxdiff.io import importers
@@ -209,6 +210,9 @@ def import_checkpoint(config: ml_collections.ConfigDict, ckpt: str, workdir: str
     if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
         raise WorkdirError(f"{workdir!r} already holds checkpoints; import into a new --workdir")
     model, process = config.get("model", {}), config.get("process", {})
+    if config.method == "lsgm":
+        state, step = _import_lsgm_state(config, ckpt)
+        return _write_import(config, ckpt, workdir, state, step)
     if config.method not in ("score", "ddgan") or model.get("name") != "ncsnpp":
         raise importers.CheckpointMismatch(
             "import reads score_sde_pytorch / CLD-SGM NCSN++ checkpoints into score models and "
@@ -227,11 +231,18 @@ def import_checkpoint(config: ml_collections.ConfigDict, ckpt: str, workdir: str
     as_jax = lambda tree: jax.tree.map(jnp.asarray, tree)  # noqa: E731
     if config.method == "ddgan":
         net = nnx.eval_shape(lambda: method.make_g(rngs=ShapeOnlyRngs()))
-        g = as_jax(importers.import_state_dict(ckpt, importers.ncsnpp_map(net), net))
+        content = importers.read_ddgan_content(ckpt)
+        if content is not None:
+            params, ema, step = _ddgan_content(config, method, net, content)
+        else:
+            g = importers.import_state_dict(ckpt, importers.ncsnpp_map(net), net)
+            params, ema, step = {"G": as_jax(g)}, {"G": as_jax(g)}, 0
         batch = {"x": np.zeros((1, *method.data_shape), np.float32)}
         state = method.init(jax.random.key(config.seed), batch)
-        state = state.replace(params={**state.params, "G": g}, ema={"G": g})
-        step = 0
+        params = {**state.params, **params}
+        opt = {**state.opt_state, **{g: method.optimizers[g].init(params[g]) for g in params}}
+        state = state.replace(step=jnp.asarray(step, jnp.int32), params=params, ema=ema,
+                              opt_state=opt)  # fmt: skip
     else:
         net = nnx.eval_shape(lambda: method._make(rngs=ShapeOnlyRngs()))
         imported = importers.import_score_sde(ckpt, net)
@@ -240,6 +251,40 @@ def import_checkpoint(config: ml_collections.ConfigDict, ckpt: str, workdir: str
         state = state.replace(
             step=jnp.asarray(step, jnp.int32), ema={"score": as_jax(imported.ema)}
         )
+    return _write_import(config, ckpt, workdir, state, step)
+
+
+def _ddgan_content(config, method, net, content) -> tuple[dict, dict, int]:
+    """DDGAN's ``content.pth``: G (trained), its EMA (the trained weights without --use_ema), D,
+    at the stored ``global_step``; the stored diffusion arguments must match the config."""
+    from flax import nnx
+
+    from jaxdiff.io import importers
+    from jaxdiff.nets.functional import ShapeOnlyRngs
+
+    dd, a = config.ddgan, content.args
+    want = {"num_timesteps": dd.num_timesteps, "nz": dd.nz, "beta_min": dd.get("beta_min", 0.1),
+            "beta_max": dd.get("beta_max", 20.0), "use_geometric": False}  # fmt: skip
+    diffs = [f"{k}: checkpoint {a[k]!r}, config {v!r}" for k, v in want.items()
+             if k in a and a[k] != v]  # fmt: skip
+    if diffs:
+        raise importers.CheckpointMismatch("content.pth and the config differ: " + "; ".join(diffs))
+    as_jax = lambda tree: jax.tree.map(jnp.asarray, tree)  # noqa: E731
+    entries = importers.ncsnpp_map(net)
+    abstract = nnx.to_pure_dict(nnx.state(net))
+    g = as_jax(importers.apply_map(entries, content.netG, abstract))
+    g_ema = g
+    if content.netG_ema is not None:
+        g_ema = as_jax(importers.apply_map(entries, content.netG_ema, abstract))
+    d_net = nnx.eval_shape(lambda: method.make_d(rngs=ShapeOnlyRngs()))
+    d_abs = nnx.to_pure_dict(nnx.state(d_net))
+    d = as_jax(importers.apply_map(importers.ddgan_discriminator_map(d_net), content.netD, d_abs))
+    return {"G": g, "D": d}, {"G": g_ema}, content.step
+
+
+def _write_import(config, ckpt: str, workdir: str, state: TrainState, step: int) -> dict:
+    """Stores the config and ``state`` as the workdir's one checkpoint at ``step``."""
+    ckpt_dir = os.path.join(workdir, "checkpoints")
     store_config(config, workdir)
     meta = {
         "step": step,
@@ -253,6 +298,50 @@ def import_checkpoint(config: ml_collections.ConfigDict, ckpt: str, workdir: str
     finally:
         writer.close()
     return meta
+
+
+def _import_lsgm_state(config: ml_collections.ConfigDict, ckpt: str) -> tuple[TrainState, int]:
+    """LSGM: the VAE (parameters, BN running averages) and, from a ``train_vada.py`` file, the
+    prior and its EMA; optimiser states fresh. The stored ``args`` must match the config. Steps:
+    a VAE checkpoint's ``global_step`` is a stage-1 step; a VAE + score model one counts stage 2
+    only, so jaxdiff's step is ``stage1_steps`` + it."""
+    from flax import nnx
+
+    from jaxdiff.io import import_lsgm
+    from jaxdiff.nets.functional import ShapeOnlyRngs
+    from jaxdiff.nets.nvae_cells import split_batch_stats
+
+    method = build.build_method(config)
+    vae = nnx.eval_shape(lambda: method._make_vae(ShapeOnlyRngs()))
+    has_score = "dae_state_dict" in import_lsgm.read_lsgm(ckpt)
+    score = nnx.eval_shape(lambda: method._make_net(ShapeOnlyRngs())) if has_score else None
+    plain = lambda c: c.to_dict() if hasattr(c, "to_dict") else dict(c)  # noqa: E731
+    lsgm = config.lsgm
+    expected = import_lsgm.expected_args(
+        plain(lsgm.vae), plain(lsgm.score) if has_score else {}, plain(config.process), plain(lsgm)
+    )
+    imp = import_lsgm.import_lsgm(ckpt, vae, score, expected)
+    as_jax = lambda tree: jax.tree.map(jnp.asarray, tree)  # noqa: E731
+    init = lambda: method.init(jax.random.key(config.seed), {})  # noqa: E731
+    state = jax.eval_shape(init)  # the structure; computed only for other optimiser state
+    if set(state.opt_state) - {*method.groups, "batch_stats"}:  # e.g. spectral-norm vectors
+        state = init()
+    vae_params, stats = split_batch_stats(imp.vae)
+    params = {**state.params, "vae": as_jax(vae_params)}
+    ema = dict(state.ema)
+    if imp.prior is not None:
+        params["prior"], ema["prior"] = as_jax(imp.prior), as_jax(imp.prior_ema)
+    elif isinstance(jax.tree.leaves(state.params["prior"])[0], jax.ShapeDtypeStruct):
+        fresh = method.init_prior(jax.random.key(config.seed))  # a VAE-only checkpoint
+        params["prior"], ema["prior"] = fresh, jax.tree.map(jnp.copy, fresh)
+    opt = dict(state.opt_state)
+    opt.update({g: method.optimizers[g].init(params[g]) for g in method.groups})
+    if "batch_stats" in opt:
+        opt["batch_stats"] = {"vae": as_jax(stats)}
+    step = imp.step + (int(lsgm.stage1_steps) if has_score else 0)
+    state = state.replace(step=jnp.asarray(step, jnp.int32), params=params, ema=ema,
+                          opt_state=opt)  # fmt: skip
+    return state, step
 
 
 def restore(

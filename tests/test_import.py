@@ -267,3 +267,37 @@ def test_api_imports_a_ddgan_generator_and_samples(tmp_path):
     samples, _ = api.sample(run, num=4)
     samples = np.asarray(samples)
     assert samples.shape == (4, 16, 16, 1) and np.all(np.abs(samples) <= 1.0)
+
+
+@pytest.mark.slow
+def test_api_imports_ddgan_content_with_ema_and_discriminator(tmp_path):
+    """DDGAN's resume file ``content.pth`` (its pickle holds the argparse namespace): G trained
+    and its EMA (from the optimizer state) and D, at the stored step, compute the official
+    outputs after ``restore``; a config whose T differs from the stored one is refused."""
+    from configs.ddgan.digits16 import get_config
+    from jaxdiff import api
+
+    config = get_config()
+    config.model.nf = 8
+    config.ddgan.disc.ngf, config.ddgan.disc.t_emb_dim = 2, 16
+    ckpt = str(FIX / "ddgan_content.pth")
+    content = importers.read_ddgan_content(ckpt)
+    assert content.args["num_channels_dae"] == 8 and content.netG_ema is not None
+    assert importers.read_ddgan_content(str(FIX / "ddgan_netG_digits.pth")) is None
+    work = str(tmp_path / "run")
+    assert api.import_checkpoint(config, ckpt, work)["step"] == 321
+    run = api.restore(work)
+    assert int(run.state.step) == 321
+    fx = np.load(FIX / "ddgan_content.npz")
+    x, t = jnp.asarray(fx["x"]).transpose(0, 2, 3, 1), jnp.asarray(fx["t"])
+    for which in ("model", "ema"):
+        params = run.state.params["G"] if which == "model" else run.state.ema["G"]
+        out = run.method.G.apply(params, x, t, jnp.asarray(fx["z"]))
+        assert rel_err(np.asarray(out).transpose(0, 3, 1, 2), fx[f"out_{which}"]) < 1e-5
+    assert rel_err(fx["out_model"], fx["out_ema"]) > 1e-2  # the two weights differ
+    x_prev = jnp.asarray(fx["x_prev"]).transpose(0, 2, 3, 1)
+    out_d = run.method.D.apply(run.state.params["D"], x_prev, x, t)
+    assert rel_err(np.asarray(out_d), fx["out_d"]) < 1e-5
+    config.ddgan.num_timesteps = 8
+    with pytest.raises(importers.CheckpointMismatch, match="num_timesteps: checkpoint 4"):
+        api.import_checkpoint(config, ckpt, str(tmp_path / "bad"))

@@ -1,13 +1,14 @@
 """Makes tests/fixtures/import/: official networks at reduced width with seeded random weights,
 saved as the official code saves them, with fixed inputs and the official outputs, plus the
 key/shape lists of the full-size released networks. tests/test_import.py reads them (no torch).
+LSGM's fixtures come from tools/make_lsgm_fixtures.py.
 
 Run with CPU torch and a work tree of the official repository (jaxdiff never imports torch):
 
     git --git-dir=<mirror of yang-song/score_sde_pytorch> archive HEAD models op sde_lib.py \
         | tar -x -C /tmp/score_sde_pytorch
     (the same for nv-tlabs/CLD-SGM: models op util sde_lib.py -> /tmp/CLD-SGM, and for
-    NVlabs/denoising-diffusion-gan: score_sde -> /tmp/denoising-diffusion-gan)
+    NVlabs/denoising-diffusion-gan: score_sde EMA.py -> /tmp/denoising-diffusion-gan)
     /work/torchenv/bin/python tools/make_import_fixtures.py --score_sde /tmp/score_sde_pytorch \
         --cld /tmp/CLD-SGM --ddgan /tmp/denoising-diffusion-gan
 
@@ -365,6 +366,7 @@ def ddgan_fixtures(out_dir: str, repo: str) -> dict:
         out = netG(x, t, z)
     np.savez(os.path.join(out_dir, "ddgan_netG_digits.npz"), x=x.numpy(), t=t.numpy(),
              z=z.numpy(), out=out.numpy())  # fmt: skip
+    ddgan_content_fixture(out_dir, torch, NCSNpp, DSmall, args, netG.state_dict(), g)
     # full size: README commands (CIFAR-10; CelebA-HQ 256: --num_channels_dae 64
     # --ch_mult 1 1 2 2 4 4, n_mlp default 3)
     full = {}
@@ -384,6 +386,51 @@ def ddgan_fixtures(out_dir: str, repo: str) -> dict:
                 "num_params": sum(p.numel() for p in net.parameters()),
             }
     return full
+
+
+def ddgan_content_fixture(out_dir, torch, NCSNpp, DSmall, args, trained_g, g) -> None:
+    """``content.pth`` as train_ddgan.py saves it for resuming (``--save_content``): the trained
+    generator (DDP keys), its EMA inside ``optimizerG`` (EMA.py: an ``'ema'`` entry per
+    parameter), the discriminator, and the argparse namespace. Generator of configs/ddgan/
+    digits16.py at nf 8, the small discriminator at ngf 2, t_emb 16."""
+    from EMA import EMA
+
+    netG = NCSNpp(args)
+    netG.load_state_dict(trained_g)
+    # (Adam in train_ddgan.py; SGD keeps the fixture small: no moments, the same 'ema' layout)
+    opt = EMA(torch.optim.SGD(netG.parameters(), lr=1.5e-4), ema_decay=0.9999)
+    for p in netG.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()  # the EMA starts as the current weights
+    randomize(torch, netG, seed=6)  # the trained weights move on
+    netD = DSmall(nc=2, ngf=2, t_emb_dim=16, act=torch.nn.LeakyReLU(0.2))
+    randomize(torch, netD, seed=7)
+    namespace = argparse.Namespace(
+        **dict(args), num_timesteps=4, beta_min=0.1, beta_max=20.0, use_geometric=False,
+        use_ema=True, ema_decay=0.9999, lr_g=1.5e-4, lr_d=1e-4, dataset="mnist", seed=1024,
+    )  # fmt: skip
+    optD = torch.optim.SGD(netD.parameters(), lr=1e-4)
+    content = {
+        "epoch": 3, "global_step": 321, "args": namespace,
+        "netG_dict": data_parallel_keys(netG.state_dict()),
+        # EMA.state_dict() is Optimizer.state_dict of the wrapped optimizer's state and groups
+        "optimizerG": opt.optimizer.state_dict(), "schedulerG": {},
+        "netD_dict": data_parallel_keys(netD.state_dict()), "optimizerD": optD.state_dict(),
+        "schedulerD": {},
+    }  # fmt: skip
+    torch.save(content, os.path.join(out_dir, "ddgan_content.pth"))
+    x = torch.randn(2, 1, 16, 16, generator=g)
+    t = torch.tensor([1, 3])
+    z = torch.randn(2, 32, generator=g)
+    x_prev = torch.randn(2, 1, 16, 16, generator=g)
+    record = {"x": x.numpy(), "t": t.numpy(), "z": z.numpy(), "x_prev": x_prev.numpy()}
+    with torch.no_grad():
+        record["out_model"] = netG(x, t, z).numpy()
+        opt.swap_parameters_with_ema(store_params_in_ema=True)
+        record["out_ema"] = netG(x, t, z).numpy()
+        record["out_d"] = netD(x_prev, t, x).numpy()
+    np.savez(os.path.join(out_dir, "ddgan_content.npz"), **record)
+    print("ddgan_content: generator, its EMA and the discriminator")
 
 
 def main() -> None:

@@ -43,16 +43,20 @@ LAYOUTS = {
     "conv": lambda w: np.transpose(w, (2, 3, 1, 0)),  # (O, I, kh, kw) -> (kh, kw, I, O)
     "linear": lambda w: np.transpose(w),  # nn.Linear (O, I) -> (I, O)
     "same": lambda w: w,  # biases, norms, score_sde's NIN W (in, out), Fourier W
+    "flat": lambda w: np.reshape(w, -1),  # NVAE's log_weight_norm (O, 1, 1, 1), LSGM's logit
+    "chw": lambda w: np.transpose(w, (1, 2, 0)),  # an image-shaped parameter (C, H, W)
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """One tensor: official ``key`` -> jaxdiff ``path`` with the ``layout`` change."""
+    """One tensor: official ``key`` -> jaxdiff ``path`` with the ``layout`` change (then times
+    ``mask``, for weights the official layer masks when it applies them)."""
 
     key: str
     path: tuple[Any, ...]
     layout: str = "same"
+    mask: Any = dataclasses.field(default=None, compare=False)  # multiplies the mapped tensor
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,13 +170,20 @@ def _ncsnpp_modules(net: NCSNpp) -> Iterator[tuple[tuple, Any, str]]:
         yield ("conv_out",), net.conv_out, "conv"
 
 
-def ncsnpp_map(net: NCSNpp, prefix: str = "all_modules") -> list[Entry]:
+def ncsnpp_map(
+    net: NCSNpp, prefix: str = "all_modules", mixing_logit: str | None = None
+) -> list[Entry]:
     """The map of score_sde's / CLD-SGM's ``NCSNpp`` state dict (without ``module.``), or of
     DDGAN's z-conditioned generator (``ncsnpp_generator_adagn.py``: the same ``all_modules``
-    plus the ``z_transform`` mapping network), onto ``net``'s params."""
-    if net.mixing_logit is not None:
-        raise CheckpointMismatch("the official NCSN++ has no mixing logit; the configured one has")
+    plus the ``z_transform`` mapping network), onto ``net``'s params. ``mixing_logit``: the
+    official key of LSGM's mixing logit (``(1, C, 1, 1)``), when the configured net has one."""
     entries: list[Entry] = []
+    if net.mixing_logit is not None:
+        if mixing_logit is None:
+            raise CheckpointMismatch(
+                "the official NCSN++ has no mixing logit; the configured one has"
+            )
+        entries.append(Entry(mixing_logit, ("mixing_logit",), "flat"))
     if net.mapping is not None:  # Sequential(PixelNorm, dense, act, dense, act, ...)
         for i in range(len(net.mapping.layers)):
             entries += _linear(f"z_transform.{2 * i + 1}", ("mapping", "layers", i))
@@ -249,6 +260,10 @@ def _dotted(path: tuple) -> str:
 def _mapped_shape(layout: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     if layout == "conv":
         return (shape[2], shape[3], shape[1], shape[0]) if len(shape) == 4 else shape
+    if layout == "flat":
+        return (int(np.prod(shape)),)
+    if layout == "chw" and len(shape) == 3:
+        return (shape[1], shape[2], shape[0])
     return tuple(reversed(shape)) if layout == "linear" else tuple(shape)
 
 
@@ -313,6 +328,8 @@ def apply_map(
     out: dict = {}
     for e in entries:
         value = LAYOUTS[e.layout](np.asarray(state_dict[e.key]))
+        if e.mask is not None:
+            value = value * e.mask
         _set(out, e.path, np.ascontiguousarray(value, dtype=np.float32))
     return out
 
@@ -429,3 +446,60 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
 def import_state_dict(path: str, entries: list[Entry], net: nnx.Module) -> dict:
     """Parameters of ``net`` from the bare state dict at ``path`` through ``entries``."""
     return apply_map(entries, read_state_dict(path), nnx.to_pure_dict(nnx.state(net)))
+
+
+def ema_from_optimizer(
+    sd: Mapping[str, np.ndarray], optimizer: Mapping | None
+) -> dict[str, np.ndarray] | None:
+    """The EMA that LSGM's ``util/ema.py`` (and DDGAN's ``EMA.py``, adapted from it) keeps in its
+    optimizer's state: ``state[i]['ema']`` for the i-th entry of the parameter groups, i.e. of
+    ``net.parameters()``, the state-dict order of a network without buffers. Parameters the
+    optimizer never stepped (no ``'ema'``, e.g. frozen ones) keep their value; None when the
+    optimizer holds no EMA."""
+    state = (optimizer or {}).get("state") or {}
+    if not any(isinstance(v, Mapping) and "ema" in v for v in state.values()):
+        return None
+    order = [i for group in optimizer.get("param_groups", []) for i in group["params"]]
+    if len(order) != len(sd):
+        raise CheckpointMismatch(
+            f"the optimizer holds {len(order)} parameters, the state dict {len(sd)} tensors"
+        )
+    ema = dict(sd)
+    for key, i in zip(sd, order, strict=True):
+        if "ema" in state.get(i, {}):
+            v = np.asarray(state[i]["ema"])
+            if v.shape != np.shape(sd[key]):
+                raise CheckpointMismatch(f"EMA tensor of {key} has shape {v.shape}")
+            ema[key] = v
+    return ema
+
+
+@dataclasses.dataclass
+class DDGANContent:
+    """DDGAN's ``content.pth`` as numpy: generator (trained), its EMA (None without
+    ``--use_ema``), discriminator, ``global_step`` and the stored arguments."""
+
+    netG: dict[str, np.ndarray]
+    netG_ema: dict[str, np.ndarray] | None
+    netD: dict[str, np.ndarray]
+    step: int
+    args: dict[str, Any]
+
+
+def read_ddgan_content(path: str) -> DDGANContent | None:
+    """Reads train_ddgan.py's resume file ``content.pth`` (``netG_dict``, ``optimizerG`` with the
+    EMA, ``netD_dict``, ``args``, ``global_step``); None when ``path`` is a bare state dict
+    (``netG_{epoch}.pth``)."""
+    obj = load(path)
+    if not isinstance(obj, Mapping) or "netG_dict" not in obj:
+        return None
+    arrays = lambda sd: {k: np.asarray(v) for k, v in strip_prefix(sd).items()}  # noqa: E731
+    netG = arrays(obj["netG_dict"])
+    args = obj.get("args")
+    return DDGANContent(
+        netG,
+        ema_from_optimizer(netG, obj.get("optimizerG")),
+        arrays(obj.get("netD_dict") or {}),
+        int(obj.get("global_step", 0)),
+        dict(vars(args)) if hasattr(args, "__dict__") else dict(args or {}),
+    )

@@ -13,10 +13,11 @@ archive layout):
   the object, the storage keys), then each storage as an int64 element count and its bytes.
 
 The unpickler is restricted: it resolves only the names it knows (tensor and parameter
-rebuilders, storage types, dtypes, ``OrderedDict``, numpy arrays and scalars, TorchScript list
-builders) and refuses every other global, so a checkpoint cannot run code. Tensors come back as
-contiguous, writeable numpy arrays honouring sizes, strides and storage offsets; tensors that
-shared a storage come back as separate copies.
+rebuilders, storage types, dtypes, ``OrderedDict``, ``argparse.Namespace`` as a plain attribute
+holder, numpy arrays and scalars, TorchScript list builders) and refuses every other global,
+so a checkpoint cannot run code. Tensors come back as contiguous, writeable numpy arrays
+honouring sizes, strides and storage offsets; tensors that shared a storage come back as separate
+copies.
 """
 
 from __future__ import annotations
@@ -166,6 +167,24 @@ class ScriptObject:
         return f"<ScriptObject {self.qualname}: {', '.join(self.__dict__)}>"
 
 
+class Namespace:
+    """``argparse.Namespace`` as a training script stores its arguments in a checkpoint (LSGM's
+    ``args``, DDGAN's ``content.pth``): a plain attribute holder. Only its attribute dict is
+    restored (string keys; the values are whatever else the restricted reader accepts), so no
+    code runs."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise pickle.UnpicklingError("argparse.Namespace state is not a dict of names")
+        self.__dict__.update(state)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Namespace) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return "Namespace(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
+
+
 @functools.cache
 def script_class(qualname: str) -> type:
     """One subclass of :class:`ScriptObject` per TorchScript class name (cached)."""
@@ -256,6 +275,7 @@ _TORCH_NAMES: dict[tuple[str, str], Any] = {
     ("torch.jit._pickle", "build_tensorlist"): list,
     ("torch.jit._pickle", "restore_type_tag"): _restore_type_tag,
     ("collections", "OrderedDict"): collections.OrderedDict,
+    ("argparse", "Namespace"): Namespace,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "slice"): slice,
