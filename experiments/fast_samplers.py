@@ -10,6 +10,11 @@ diffrax Euler-Maruyama at 10 NFE, batch 10^4, with a cheap Gaussian score, and d
 ``docs/fast_samplers.png`` (SW / floor against NFE, best grid per sampler).
 
     python experiments/fast_samplers.py [--quick] [--json out.json]
+
+``--trained WORKDIR --fid_stats STATS.npz`` instead measures a trained score model (e.g. the VP
+run of ``configs/compare/vp.py``): FID of ``--fid_num`` samples (one seed, the same for every
+row) against NFE in {5, 10, 20, 50} for DDIM, DPM-Solver++(2M), UniPC, EM and the Heun
+probability-flow ODE solver, all on the log-SNR grid, plus the adaptive Tsit5 reference.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ VP_SAMPLERS = [
     "dpmpp_2m",
     "dpmpp_3m",
     "dpmpp_2m_sde",
+    "dpm_solver",
+    "dpmpp_2s",
     "unipc",
     "deis",
     "ipndm",
@@ -42,7 +49,9 @@ VP_SAMPLERS = [
 VP_GRIDS = ["logsnr", "karras", "uniform"]
 CLD_SAMPLERS = ["gddim", "gddim_sde", "sscs", "em"]
 CLD_GRIDS = ["quadratic", "uniform"]
-EVALS = {"edm_heun": 2}
+EVALS = {"edm_heun": 2, "ode_heun": 2}
+TRAINED_SAMPLERS = ["ddim", "dpmpp_2m", "unipc", "em", "ode_heun"]
+TRAINED_NFES = [5, 10, 20, 50]
 
 
 def run(process, name, mix, n, nfe, grid, floor, truth):
@@ -108,6 +117,143 @@ def overhead(batch=10_000, nfe=10, repeats=21):
             for (proc, name), (_, evals) in fns.items()}  # fmt: skip
 
 
+def _sample_fn(process, score, sampler, shape, steps, grid="quadratic"):
+    return jax.jit(lambda k: sample(process, score, k, shape, sampler, steps=steps, grid=grid))
+
+
+def spread(x, mix):
+    """Mean of ``|x - m_k|^2 / (d s_k^2)`` over samples, k the nearest centre: 1 for exact draws
+    of well-separated components, above 1 when a sampler leaves noise, below when it contracts."""
+    d2 = jnp.sum((x[:, None, :] - mix.means[None]) ** 2, axis=-1)
+    k = jnp.argmin(d2, axis=-1)
+    return float(jnp.mean(jnp.min(d2, axis=-1) / (x.shape[-1] * mix.stds[k] ** 2)))
+
+
+def cld_seeds(seeds, num, projections, nfes=(20, 50), floor_repeats=8, only=None):
+    """Seed-resolved CLD comparison: per data set a floor from ``floor_repeats`` pairs of true
+    sets of size ``num`` (its spread is the noise scale of one SW / floor value), then for every
+    seed s fresh prior draws, a fresh truth set and fresh projections shared by all samplers."""
+    sets = {
+        "25gaussians": mixture_25gaussians(),
+        "mixture64": random_mixture(jax.random.key(0), dim=64, num_components=16),
+    }
+    process = CLD()
+    rows, floors = [], {}
+    for data, mix in sets.items():
+        if only and data not in only:
+            continue
+        score = mixture_score_fn(process, mix.weights, mix.means, mix.stds)
+
+        def sw_of(key, x, y):
+            return sliced_wasserstein(key, x, y, num_projections=projections)
+
+        pairs = []
+        for k in jax.random.split(jax.random.key(1), floor_repeats):
+            k1, k2, k3 = jax.random.split(k, 3)
+            pairs.append(float(sw_of(k3, mix.sample(k1, num), mix.sample(k2, num))))
+        floor = float(np.mean(pairs))
+        true_spread = spread(mix.sample(jax.random.key(5), num), mix)
+        floors[data] = {"floor": floor, "rel_std": float(np.std(pairs) / floor),
+                        "truth_spread": true_spread}  # fmt: skip
+        print(data, floors[data], flush=True)
+        for nfe in nfes:
+            fns = {
+                name: _sample_fn(process, score, make_sampler(name), (num, mix.dim), nfe - 1)
+                for name in CLD_SAMPLERS
+            }
+            for seed in range(seeds):
+                k_sample, k_truth, k_proj = jax.random.split(jax.random.key(100 + seed), 3)
+                truth = mix.sample(k_truth, num)
+                for name, fn in fns.items():
+                    out = fn(k_sample)
+                    ms = mode_stats(out.data, mix)
+                    rows.append({
+                        "data": data, "sampler": name, "nfe": int(out.nfe), "seed": seed,
+                        "sw_ratio": float(sw_of(k_proj, out.data, truth)) / floor,
+                        "hq": float(ms["high_quality_frac"]), "modes": int(ms["modes_covered"]),
+                        "mode_kl": float(ms["mode_kl"]), "spread": spread(out.data, mix),
+                    })  # fmt: skip
+                    print(rows[-1], flush=True)
+    return rows, floors
+
+
+def _pm(rows, key):
+    v = np.array([r[key] for r in rows])
+    return f"{v.mean():.4f} +- {v.std(ddof=1):.4f}"
+
+
+def cld_table(rows):
+    """Markdown: mean +- std over seeds, and the paired difference from gDDIM's SW / floor."""
+    lines = ["| data | NFE | sampler | SW / floor | HQ fraction | spread | mode KL | modes (min) "
+             "| SW / floor minus gDDIM's |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    keys = dict.fromkeys((r["data"], r["nfe"]) for r in rows)
+    for data, nfe in keys:
+        cell = [r for r in rows if r["data"] == data and r["nfe"] == nfe]
+        ref = {r["seed"]: r["sw_ratio"] for r in cell if r["sampler"] == "gddim"}
+        for name in dict.fromkeys(r["sampler"] for r in cell):
+            mine = [r for r in cell if r["sampler"] == name]
+            sw = np.array([r["sw_ratio"] for r in mine])
+            hq = np.array([r["hq"] for r in mine])
+            diff = np.array([r["sw_ratio"] - ref[r["seed"]] for r in mine])
+            d = "" if name == "gddim" else f"{diff.mean():+.3f} +- {diff.std(ddof=1):.3f}"
+            lines.append(
+                f"| {data} | {nfe} | {name} | {sw.mean():.3f} +- {sw.std(ddof=1):.3f} | "
+                f"{hq.mean():.3f} +- {hq.std(ddof=1):.3f} | {_pm(mine, 'spread')} | "
+                f"{_pm(mine, 'mode_kl')} | {min(r['modes'] for r in mine)} | {d} |"
+            )
+    return "\n".join(lines)
+
+
+def trained(workdir, stats, num, nfes=TRAINED_NFES, names=TRAINED_SAMPLERS, grid="logsnr",
+            out=None):  # fmt: skip
+    """FID of ``num`` samples of the run in ``workdir`` for each sampler and NFE (the final
+    denoising step counted; 2-NFE-per-step solvers at the odd NFE below), NFE by NFE, then the
+    run's adaptive Tsit5 (rtol = atol = 1e-3) for reference. One seed for all rows: the same
+    prior draws. Rows go to the JSON file ``out`` as they come."""
+    from jaxdiff import api
+
+    rows = []
+    cells = [(n, nfe) for nfe in nfes for n in names] + [("ode_tsit5", None)]
+    for name, nfe in cells:
+        if nfe is None:
+            run_ = api.restore(workdir, sampler=name, rtol=1e-3, atol=1e-3)
+        else:
+            steps = max((nfe - 1) // EVALS.get(name, 1), 1)
+            run_ = api.restore(workdir, sampler=name, steps=steps, grid=grid)
+        t0 = time.perf_counter()
+        res = api.sample_quality(run_, num, stats, seed=0)
+        row = {"sampler": name, "grid": grid if nfe else "adaptive", "nfe": res["protocol"]["nfe"],
+               "fid": float(res["fid"]), "seconds": time.perf_counter() - t0,
+               "step": res["protocol"]["checkpoint_step"], "num": num}  # fmt: skip
+        rows.append(row)
+        print(row, flush=True)
+        if out:
+            with open(out, "w") as f:
+                json.dump({"trained": workdir, "rows": rows}, f, indent=1)
+    return rows
+
+
+def trained_table(rows):
+    """Markdown: FID per sampler (rows) and NFE (columns); odd NFE of 2-per-step solvers noted."""
+    nfes = sorted({r["nfe"] for r in rows if r["grid"] != "adaptive"})
+    cols = sorted({min(TRAINED_NFES, key=lambda n: abs(n - x)) for x in nfes})
+    lines = ["| sampler | " + " | ".join(f"NFE {c}" for c in cols) + " |",
+             "|---|" + "---|" * len(cols)]  # fmt: skip
+    for name in dict.fromkeys(r["sampler"] for r in rows):
+        cells = []
+        for c in cols:
+            hit = [r for r in rows if r["sampler"] == name and r["grid"] != "adaptive"
+                   and min(TRAINED_NFES, key=lambda n: abs(n - r["nfe"])) == c]  # fmt: skip
+            cells.append("" if not hit else f"{hit[0]['fid']:.1f}" + (
+                f" ({hit[0]['nfe']})" if hit[0]["nfe"] != c else ""))  # fmt: skip
+        adaptive = [r for r in rows if r["sampler"] == name and r["grid"] == "adaptive"]
+        if adaptive:
+            cells = [f"{adaptive[0]['fid']:.1f} at {adaptive[0]['nfe']} NFE (adaptive)"] + [
+                ""] * (len(cols) - 1)  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plan(data, grids, nfes):
     """Every NFE on the first (default) grid; the other grids at 10 and 20 NFE on 25-Gaussians
     only; the 64-d set at 10, 20 and 50 NFE (a full sweep takes hours on a loaded CPU)."""
@@ -125,7 +271,32 @@ def main():
     ap.add_argument("--figure", default="docs/fast_samplers.png")
     ap.add_argument("--overhead", action="store_true", help="only the per-NFE timing")
     ap.add_argument("--replot", default=None, help="only redraw the figure from a --json file")
+    ap.add_argument("--trained", default=None, help="a trained run's workdir: FID against NFE")
+    ap.add_argument("--fid_stats", default=None, help="with --trained: reference statistics")
+    ap.add_argument("--fid_num", type=int, default=300, help="with --trained: samples per cell")
+    ap.add_argument("--nfes", default="5,10,20,50", help="with --trained: NFEs, in this order")
+    ap.add_argument("--cld_seeds", type=int, default=0, help="seed-resolved CLD comparison")
+    ap.add_argument("--cld_num", type=int, default=10_000, help="with --cld_seeds: samples")
+    ap.add_argument("--projections", type=int, default=1024, help="with --cld_seeds: SW dirs")
+    ap.add_argument("--cld_data", default=None, help="with --cld_seeds: e.g. mixture64")
     args = ap.parse_args()
+    if args.cld_seeds:
+        only = args.cld_data.split(",") if args.cld_data else None
+        rows, floors = cld_seeds(args.cld_seeds, args.cld_num, args.projections, only=only)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"rows": rows, "floors": floors, "num": args.cld_num,
+                           "projections": args.projections}, f, indent=1)  # fmt: skip
+        print(floors)
+        print(cld_table(rows))
+        return
+    if args.trained:
+        if not args.fid_stats:
+            ap.error("--trained needs --fid_stats STATS.npz (`jaxdiff fid-stats`)")
+        nfes = [int(x) for x in args.nfes.split(",")]
+        rows = trained(args.trained, args.fid_stats, args.fid_num, nfes, out=args.json)
+        print(trained_table(rows))
+        return
     if args.overhead:
         for name, secs in overhead().items():
             print(f"| {name} | {secs * 1e3:.3f} ms |")

@@ -1,4 +1,4 @@
-"""Fast samplers (DDIM, DPM-Solver++, UniPC, DEIS, iPNDM, EDM, gDDIM) and the time grids.
+"""Fast samplers (DDIM, DPM-Solver, DPM-Solver++, UniPC, DEIS, iPNDM, EDM, gDDIM) and time grids.
 
 Orders are measured on Gaussian data, whose probability-flow ODE has the closed-form solution
 ``(x_t - alpha_t m) / std_t = const`` with ``std_t^2 = alpha_t^2 s^2 + sigma_t^2``, in float64.
@@ -222,3 +222,97 @@ def test_grids():
         make_grid([1.0, 0.5, 0.1], 3)
     with pytest.raises(ValueError, match="scalar kernel.*CLD"):
         make_grid("logsnr", 4, 1.0, 1e-3, CLD())
+
+
+# ----------------------------------------------------------------------------------------------
+# Singlestep DPM-Solver (Lu et al. 2022a, Alg. 1-2) and DPM-Solver++(2S) (Lu et al. 2022b).
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "order, prediction, ks, lo, hi",
+    [
+        (1, "eps", (8, 16, 32), 0.9, 1.1),
+        (2, "eps", (8, 16, 32), 1.85, 2.3),
+        (3, "eps", (8, 16, 32), 2.8, 3.5),
+        (2, "data", (8, 16, 32), 1.8, 2.2),
+        # DPM-Solver++(3S): its error changes sign near 10 steps; asymptotically 2.9 (measured
+        # up to 128 steps), 2.6 over these
+        (3, "data", (16, 32, 64), 2.4, 3.5),
+    ],
+    ids=["dpm1", "dpm2", "dpm3", "dpmpp_2s", "dpmpp_3s"],
+)
+def test_singlestep_dpm_solver_order(order, prediction, ks, lo, hi):
+    """Slope of log max-error against log steps, every step of full order on a log-SNR grid whose
+    interior points are the intermediate times (float64, exact score of Gaussian data)."""
+    from jaxdiff.solvers.dpm_singlestep import DPMSolverSinglestep
+
+    sampler = DPMSolverSinglestep(order=order, prediction=prediction, fast=False)
+    with jax.enable_x64(True):
+        process = VP()
+        y1 = jnp.linspace(-2.0, 2.0, 9, dtype=jnp.float64)[:, None]
+        errs = []
+        for k in ks:
+            ts = logsnr_ts(process, k * order)
+            y, nfe = sampler.solve(process, gaussian_score(process), None, y1, ts)
+            assert int(nfe) == k * order
+            errs.append(float(jnp.max(jnp.abs(y - gaussian_flow(process, y1, 1.0, 0.05)))))
+        slope = -np.polyfit(np.log(ks), np.log(errs), 1)[0]
+        assert lo <= slope <= hi, (slope, errs)
+
+
+@pytest.mark.slow
+def test_dpm_solver_fast_allocation_and_nfe():
+    """DPM-Solver-fast (Lu et al. 2022a, Sec. 3.4): K = N // 3 + 1 steps, orders 3..3 then (2, 1),
+    (1) or (2) by N mod 3; the reported NFE equals a host-side count of score calls."""
+    from jaxdiff.solvers.dpm_singlestep import fast_orders
+
+    assert fast_orders(9, 3) == [3, 3, 2, 1]
+    assert fast_orders(10, 3) == [3, 3, 3, 1]
+    assert fast_orders(11, 3) == [3, 3, 3, 2]
+    assert fast_orders(5, 2) == [2, 2, 1] and fast_orders(4, 1) == [1] * 4
+    for n in (9, 10, 11):
+        assert sum(fast_orders(n, 3)) == n
+    process = VP()
+    mix = mixture_8gaussians(radius=2.0, std=0.1)
+    base = mixture_score_fn(process, mix.weights, mix.means, mix.stds)
+    calls = []
+
+    def counted(y, t):
+        jax.debug.callback(lambda: calls.append(1), ordered=True)
+        return base(y, t)
+
+    for name, steps in [("dpm_solver", 10), ("dpmpp_2s", 5)]:
+        calls.clear()
+        out = sample(process, counted, jax.random.key(0), (8, 2), name, steps=steps)
+        jax.block_until_ready(out.data)
+        jax.effects_barrier()
+        assert int(out.nfe) == steps + 1 == len(calls), (name, int(out.nfe), len(calls))
+    with pytest.raises(ValueError, match="multiple of 3"):
+        make_sampler("dpm_solver", fast=False).solve(
+            process, base, None, jnp.zeros((2, 2)), make_grid("uniform", 4)
+        )
+    with pytest.raises(ValueError, match="orders 1, 2 and 3, got 4"):
+        make_sampler("dpm_solver", order=4).solve(
+            process, base, None, jnp.zeros((2, 2)), make_grid("uniform", 4)
+        )
+
+
+def test_dpmpp_2s_is_exact_for_a_constant_data_prediction():
+    """With D constant in time, DPM-Solver++(2S) integrates the linear part exactly (VE), and the
+    singlestep samplers refuse CLD."""
+    from jaxdiff.solvers.dpm_singlestep import DPMSolverSinglestep
+
+    process = VE(sigma_max=10.0)
+    d = 0.8
+    y1 = jnp.array([[-9.0], [3.0], [12.0]])
+    ts = jnp.array([1.0, 0.7, 0.4, 0.2, 0.05])
+    want = d + (y1 - d) * jnp.sqrt(process.kernel_var(0.05) / process.kernel_var(1.0))
+    for order in (2, 3):
+        sampler = DPMSolverSinglestep(order=order, prediction="data")
+        y, nfe = sampler.solve(process, lambda y, t: (d - y) / process.kernel_var(t), None, y1, ts)
+        np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5)
+        assert int(nfe) == 4
+    for name in ("dpm_solver", "dpmpp_2s"):
+        with pytest.raises(IncompatibleSamplerError, match="'scalar_kernel'.*CLD lacks it"):
+            check_sampler(name, CLD())

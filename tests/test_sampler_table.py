@@ -90,6 +90,7 @@ def test_capabilities_decide_which_names_fit():
     assert set(sampler_names_for(VP())) == set(SAMPLERS) - {"sscs", "gddim", "gddim_sde"}
     assert sampler_names_for(VP()) == sampler_names_for(SubVP()) == sampler_names_for(VE())
     exponential = {"ddim", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "unipc", "deis", "ipndm"}
+    exponential |= {"dpm_solver", "dpmpp_2s"}  # singlestep DPM-Solver / DPM-Solver++(2S)
     assert set(sampler_names_for(CLD())) == set(SAMPLERS) - {"pc", "edm_heun"} - exponential
     chain = DiscreteChain.vp(2)
     assert sampler_names_for(chain) == []

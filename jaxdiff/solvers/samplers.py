@@ -28,6 +28,7 @@ from jaxdiff.solvers.base import (
     fixed_grid_solve,
     solver_evals,
 )
+from jaxdiff.solvers.dpm_singlestep import DPMSolverSinglestep
 from jaxdiff.solvers.exponential import (
     DDIM,
     DEIS,
@@ -222,6 +223,9 @@ SAMPLERS: dict[str, type[Sampler] | Callable[..., Sampler]] = {
     "dpmpp_2m": functools.partial(DPMSolverPP, order=2),
     "dpmpp_3m": functools.partial(DPMSolverPP, order=3),
     "dpmpp_2m_sde": functools.partial(DPMSolverPPSDE, order=2),
+    # Singlestep (jaxdiff.solvers.dpm_singlestep): DPM-Solver-fast (orders 1-3) and ++(2S).
+    "dpm_solver": functools.partial(DPMSolverSinglestep, prediction="eps"),
+    "dpmpp_2s": functools.partial(DPMSolverSinglestep, prediction="data", order=2),
     "unipc": UniPC,
     "deis": DEIS,
     "ipndm": IPNDM,
