@@ -94,6 +94,7 @@ def get_config(variant: str = "binary"):
     c.lsgm.stage1_steps = 2000  # [ours]
     c.lsgm.stage2_steps = 3000  # [ours]
     c.training.batch_size = 128  # [README] stage 2 batch 128
+    c.lsgm.batch_size_stage2 = 0  # [ours] one batch size (the whole batch) in every stage here
     c.training.num_steps = c.lsgm.stage1_steps + c.lsgm.stage2_steps
     c.training.n_jitted_steps = 50
     c.training.ckpt_every = 1000
