@@ -344,9 +344,12 @@ def _lsgm(config, shape: tuple[int, ...], sampling: dict[str, Any]) -> LSGMMetho
     vae_given = {**_shape_args(shape), "shape": shape, "out_ch": out_ch, "dtype": dtype}
     vae_given["bn_stats"] = True  # NVAE: BN running averages, as LSGM's (methods/lsgm.py)
     make_vae = net_factory(c.vae, **vae_given)
-    method_probe = _latent_shape(make_vae, shape)
-    score_given = {**_shape_args(method_probe), "out_ch": method_probe[-1], "dtype": dtype}
-    score_given.update(dim=method_probe[-1], centered=True)
+
+    def make_score(top: tuple[int, ...]):  # the method passes the top latent's shape
+        given = {**_shape_args(top), "out_ch": top[-1], "dtype": dtype}
+        given.update(dim=top[-1], centered=True)
+        return net_factory(c.score, **given)
+
     s1 = int(c.stage1_steps)
     tx_vae, tx_prior = _lsgm_optimizers(config, s1, s1 + int(c.stage2_steps))
     return LSGMMethod(
@@ -354,7 +357,7 @@ def _lsgm(config, shape: tuple[int, ...], sampling: dict[str, Any]) -> LSGMMetho
         process,
         objective,
         make_vae,
-        net_factory(c.score, **score_given),
+        make_score,
         tx_vae,
         tx_prior,
         config.training.ema_decay,
@@ -368,17 +371,6 @@ def _lsgm(config, shape: tuple[int, ...], sampling: dict[str, Any]) -> LSGMMetho
         eval_likelihood=bool(config.eval.likelihood),
         divergence=None if config.eval.divergence == "auto" else config.eval.divergence,
     )
-
-
-def _latent_shape(make_vae, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The top latent's shape (one example) of the VAE, traced without computing anything."""
-    from jaxdiff.nets.functional import ShapeOnlyRngs
-
-    def top():
-        m = make_vae(ShapeOnlyRngs())  # shapes only: nnx.Rngs is quadratic in the layers here
-        return m.top_latent(m.encode(jnp.zeros((1, *shape)), jax.random.key(0))["z"])
-
-    return tuple(jax.eval_shape(top).shape[1:])
 
 
 METHODS: dict[str, Callable[..., Method]] = {"score": _score, "ddgan": _ddgan, "lsgm": _lsgm}

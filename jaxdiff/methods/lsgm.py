@@ -56,7 +56,9 @@ class LSGMMethod(Method):
       settings: the stages, KL warm-ups and regularisers.
       process: the latent SDE (VP).
       objective: ``LSGMObjective`` (q's and p's time sampling and weighting).
-      make_vae, make_net: ``make(rngs) -> nnx.Module`` for the VAE and the latent eps' network.
+      make_vae: ``make(rngs) -> nnx.Module``, the VAE.
+      make_net: ``make_net(top_shape)`` gives ``make(rngs) -> nnx.Module``, the latent eps'
+        network for the top latent's one-example shape (traced here from the VAE).
       tx_vae, tx_prior: the two optimisers; ema_decay: EMA of the prior.
       data_shape: one example's shape.
       sampling: latent sampler and grid; temp: temperature of the Normal groups outside the prior.
@@ -74,7 +76,7 @@ class LSGMMethod(Method):
         process: VP,
         objective: L.LSGMObjective,
         make_vae: Callable[[nnx.Rngs], nnx.Module],
-        make_net: Callable[[nnx.Rngs], nnx.Module],
+        make_net: Callable[[tuple[int, ...]], Callable[[nnx.Rngs], nnx.Module]],
         tx_vae: optax.GradientTransformation,
         tx_prior: optax.GradientTransformation,
         ema_decay: float,
@@ -124,7 +126,7 @@ class LSGMMethod(Method):
         # KL balancing's alpha ('square'): 4^s for the groups of scale s (0 the top), equal
         # groups per scale as in LSGM's NVAE
         self.kl_alpha = L.kl_balance_alpha(len(zs) // self.n_top, self.n_top)
-        self._make_net = make_net
+        self._make_net = make_net(self.top_shape)  # the prior sees the top latent's shape
         net = nnx.eval_shape(lambda: self._make_net(nnx.Rngs(0)))
         self.net_graph = functional(net)[0].graphdef
         self.dropout = dropout
