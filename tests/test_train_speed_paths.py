@@ -115,7 +115,10 @@ def _choice(method, batch_of, n: int) -> str:
     return fn.choose(state, batch, jax.random.key(1))
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU's choice")
+@pytest.mark.skipif(
+    jax.default_backend() != "cpu",
+    reason="checks the CPU's loop choice; accelerators always scan (StepSettings.steps_loop)",
+)
 def test_cpu_dispatches_convolutional_steps_and_fuses_the_others():
     conv, conv_batch = _conv_case()
     mlp, mlp_batch = _mlp_case()
