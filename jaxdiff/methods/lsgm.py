@@ -127,7 +127,7 @@ class LSGMMethod(Method):
         # groups per scale as in LSGM's NVAE
         self.kl_alpha = L.kl_balance_alpha(len(zs) // self.n_top, self.n_top)
         self._make_net = make_net(self.top_shape)  # the prior sees the top latent's shape
-        net = nnx.eval_shape(lambda: self._make_net(nnx.Rngs(0)))
+        net = nnx.eval_shape(lambda: self._make_net(ShapeOnlyRngs()))  # shapes only: fast
         self.net_graph = functional(net)[0].graphdef
         self.dropout = dropout
         self.optimizers = {"vae": tx_vae, "prior": tx_prior}

@@ -120,8 +120,10 @@ class BatchNorm(nnx.Module):
                 m = self.momentum
                 unbiased = var * (n / max(n - 1, 1))
                 sg = jax.lax.stop_gradient
-                self.running_mean[...] = (1 - m) * self.running_mean[...] + m * sg(mean)
-                self.running_var[...] = (1 - m) * self.running_var[...] + m * sg(unbiased)
+                # `.value =` replaces the array; `[...] =` asks a tracer for its sharding, which
+                # scans the whole jaxpr traced so far (quadratic: minutes for CelebA-HQ's NVAE)
+                self.running_mean.value = (1 - m) * self.running_mean[...] + m * sg(mean)
+                self.running_var.value = (1 - m) * self.running_var[...] + m * sg(unbiased)
         y = (xf - mean) * jax.lax.rsqrt(var + BN_EPS) * self.scale[...] + self.bias[...]
         return y.astype(self.dtype)
 
