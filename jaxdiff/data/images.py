@@ -69,6 +69,9 @@ class ImageData:
             raise ValueError("empty image source")
         examples = grain.MapDataset.source(source)
         self._examples = examples if decode is None else examples.map(decode)
+        # in-memory arrays (the offline sets) are indexed whole: grain's per-example access
+        # cost 28 ms per batch of 128 16x16 digits, a fifth of a digits LSGM step
+        self._array = source if decode is None and isinstance(source, np.ndarray) else None
         self._permutations: dict[int, np.ndarray] = {}
         self.seed = seed
         self.flip = flip
@@ -81,6 +84,8 @@ class ImageData:
         """Examples ``start .. start + n - 1`` in storage order, in [-1, 1], without flips or
         binarisation (reference statistics for FID)."""
         stop = min(start + n, self.num_examples)
+        if self._array is not None:
+            return 2 * self._array[start:stop].astype(np.float32) - 1
         out = np.stack([self._examples[i] for i in range(start, stop)]).astype(np.float32)
         return 2 * out - 1
 
@@ -108,8 +113,11 @@ class ImageData:
         """
         sl = process_slice(batch_size, process_index, process_count)
         indices = self.example_indices(step, batch_size)[sl]
-        images = np.stack([self._examples[int(i)] for i in indices]).astype(np.float32)
-        for i, j in enumerate(range(sl.start, sl.stop)):
+        if self._array is not None:
+            images = self._array[indices].astype(np.float32)
+        else:
+            images = np.stack([self._examples[int(i)] for i in indices]).astype(np.float32)
+        for i, j in enumerate(range(sl.start, sl.stop) if self.flip or self.binarize else ()):
             # Randomness of global-batch slot j at this step: the same for any process count.
             rng = np.random.default_rng([self.seed, step, j])
             if rng.random() < 0.5 and self.flip:
