@@ -133,7 +133,7 @@ def test_fid_of_digit_halves_is_stable_and_grows_with_blur(model):
     perm = np.random.default_rng(0).permutation(400)
     a, b = perm[:200], perm[200:]
     blurred = [halves[0]]
-    for sigma in (0.7, 1.4, 2.8):
+    for sigma in (1.4, 2.8):  # each blur costs 200 Inception passes (~30 s on 2 cores)
         x = gaussian_filter(images[b], sigma=(0, sigma, sigma, 0), mode="nearest")
         blurred.append(fid(feats[a], quality.features(model, quality.batched(x, 100))["pool3"]))
     assert max(halves) < 1.25 * min(halves), halves  # stable across the random splits
