@@ -58,7 +58,7 @@ def test_options_are_the_samplers_own_fields():
 
 
 def test_option_errors_name_the_sampler_and_its_options():
-    with pytest.raises(ValueError, match=r"^unknown sampler 'nope'; known: \['ddim', 'deis', "):
+    with pytest.raises(ValueError, match=r"^unknown sampler 'nope'; known: \['ancestral', 'ddim',"):
         make_sampler("nope")
     with pytest.raises(ValueError, match=r"^sampler 'em' has no option 'rtol'; its options: \(\)$"):
         make_sampler("em", rtol=1e-3)
@@ -91,6 +91,7 @@ def test_capabilities_decide_which_names_fit():
     assert sampler_names_for(VP()) == sampler_names_for(SubVP()) == sampler_names_for(VE())
     exponential = {"ddim", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "unipc", "deis", "ipndm"}
     exponential |= {"dpm_solver", "dpmpp_2s"}  # singlestep DPM-Solver / DPM-Solver++(2S)
+    exponential |= {"ancestral"}  # the DDPM chain of a scalar kernel (solvers/ancestral.py)
     assert set(sampler_names_for(CLD())) == set(SAMPLERS) - {"pc", "edm_heun"} - exponential
     chain = DiscreteChain.vp(2)
     assert sampler_names_for(chain) == []

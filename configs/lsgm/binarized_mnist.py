@@ -39,6 +39,9 @@ def get_config():
     c.lsgm.sr_prior = 0.0  # [README] --weight_decay_norm_dae 0
     c.lsgm.kl_balance = True  # [code] train_vae.py: kl_balancer(kl_balance=True) while kl_coeff < 1
     c.lsgm.nll_t_min = 1e-5  # [README] evaluate_vada.py --ode_eps 1e-5 (MNIST)
+    c.lsgm.nll_prior = "ode"  # [README] evaluate_vada.py --nll_ode_eval ('discrete': --elbo_eval)
+    c.lsgm.diffusion_steps = 1000  # [code] train_vada.py --diffusion_steps default 1000
+    c.lsgm.denoising_stddevs = "beta"  # [code] train_vada.py --denoising_stddevs default beta
     c.training.ema_decay = 0.9999  # [code] --ema_decay 0.9999
     c.optim.vae.optimizer_stage1 = "adamax"  # [code] train_vae.py Adamax(eps=1e-3)
     c.optim.vae.lr_stage1 = 1e-2  # [code] train_vae.py --learning_rate_vae default 1e-2

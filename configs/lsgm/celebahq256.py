@@ -83,6 +83,9 @@ def get_config():
     c.lsgm.vae.num_nf = 2  # [README] train_vae.py --num_nf 2
     c.lsgm.vae_train_mode = True  # [README] FID: evaluate_vada.py --vae_train_mode (NLL: eval)
     c.lsgm.drop_inactive_var = True  # [README] train_vada.py --drop_inactive_var
+    c.lsgm.nll_prior = "ode"  # [code] evaluate_vada.py --nll_ode_eval ('discrete': --elbo_eval)
+    c.lsgm.diffusion_steps = 1000  # [code] train_vada.py --diffusion_steps default 1000
+    c.lsgm.denoising_stddevs = "beta"  # [code] train_vada.py --denoising_stddevs default beta
     c.lsgm.vae_checkpoint = ""  # [README] train_vada.py --vae_checkpoint ('': stage 1 here)
     c.lsgm.score = ml_collections.ConfigDict()
     c.lsgm.score.name = "ncsnpp"

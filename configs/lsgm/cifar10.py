@@ -69,6 +69,9 @@ def get_config():
     c.sampling = _sampling(c.sampling)
     c.sampling.t_min = 1e-6  # [README] CIFAR: --ode_eps 1e-6
     c.lsgm.nll_t_min = 1e-6  # [README] evaluate_vada.py --ode_eps 1e-6
+    c.lsgm.nll_prior = "ode"  # [README] evaluate_vada.py --nll_ode_eval ('discrete': --elbo_eval)
+    c.lsgm.diffusion_steps = 1000  # [code] train_vada.py --diffusion_steps default 1000
+    c.lsgm.denoising_stddevs = "beta"  # [code] train_vada.py --denoising_stddevs default beta
     c.eval.likelihood_examples = 256
     c.eval.divergence = "hutchinson_gaussian"  # [code]
     return c

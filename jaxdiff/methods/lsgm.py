@@ -38,7 +38,6 @@ from jaxdiff.nets.layers import norm_scale_penalty, spectral_regularizer, spectr
 from jaxdiff.nets.nvae_cells import merge_batch_stats, set_bn_mode, split_batch_stats
 from jaxdiff.objectives import decoders as N
 from jaxdiff.objectives import lsgm as L
-from jaxdiff.objectives.parameterisation import LSGMMixed
 from jaxdiff.processes.scalar import VP
 from jaxdiff.train.protocol import Method, PhaseGrads
 from jaxdiff.train.state import TrainState
@@ -54,7 +53,7 @@ class LSGMMethod(Method):
 
     Args:
       settings: the stages, KL warm-ups and regularisers.
-      process: the latent SDE (VP).
+      process: the latent SDE (VP; sub-VP or VE with t_min > 0).
       objective: ``LSGMObjective`` (q's and p's time sampling and weighting).
       make_vae: ``make(rngs) -> nnx.Module``, the VAE.
       make_net: ``make_net(top_shape)`` gives ``make(rngs) -> nnx.Module``, the latent eps'
@@ -169,12 +168,11 @@ class LSGMMethod(Method):
         logit = prior["mixing_logit"]
         if active is not None:
             logit = jnp.where(active > 0, logit, INACTIVE_LOGIT)
-        param = LSGMMixed(logit)
 
         def fn(z, t):
             zin = z if active is None else z * active.astype(z.dtype)
             out = net(zin, t, key=key) if self.dropout else net(zin, t)
-            return param.eps(self.process, out, z, t)
+            return L.process_mixed_eps(self.process, out, logit, z, t)
 
         return fn
 

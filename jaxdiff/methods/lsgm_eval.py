@@ -10,7 +10,7 @@ samples is normalised with its own statistics.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,7 @@ from jaxtyping import Array, Float
 
 from jaxdiff.objectives import decoders as N
 from jaxdiff.objectives import lsgm as L
+from jaxdiff.solvers import ancestral
 from jaxdiff.solvers.likelihood import log_likelihood
 from jaxdiff.train.sampling import draw
 from jaxdiff.train.state import TrainState
@@ -104,11 +105,17 @@ def nll(
     ``nll_iw = -log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)``, z_k ~ q, with log p of the
     top group from the ODE and N(0, I) for the others (``nll``: the mean single-sample
     bound over the same K draws). Returns nats per example, and ``bpd`` for images.
+
+    With ``nll_prior = 'discrete'`` the ODE's -log p(z_0) is replaced by the -ELBO of the
+    ``diffusion_steps``-step chain (LSGM's ``--elbo_eval``; ``kw`` are then ignored), an upper
+    bound on the chain's -log p(z_0) that the IW bound then uses as its log p.
     """
     c = method.c
     k_iw = int(c.num_iw_samples if num_iw_samples is None else num_iw_samples)
     if k_iw < 1:
         raise ValueError(f"num_iw_samples must be >= 1, got {k_iw}")
+    if c.nll_prior not in ("ode", "discrete"):
+        raise ValueError(f"lsgm.nll_prior is 'ode' or 'discrete', got {c.nll_prior!r}")
     auto = "exact" if math.prod(method.top_shape) <= 16 else "hutchinson_gaussian"
     opts = {"divergence": method.divergence or auto}
     opts.update(t_min=float(c.nll_t_min), rtol=1e-5, atol=1e-5)
@@ -121,8 +128,15 @@ def nll(
         recon, log_q, top, ce_rest, enc = method.latent_terms(
             vae_params, x, k_e, stats, train=False
         )
-        score = method.score_fn(prior, active)
-        out = log_likelihood(method.process, score, top, k_l, **opts)
+        if c.nll_prior == "discrete":
+            eps_fn = method.eps_fn(prior, active=active)
+            nelbo, nfe = ancestral.nelbo(
+                method.process, eps_fn, k_l, top, c.diffusion_steps, c.denoising_stddevs
+            )
+            out = _Prior(-nelbo, nfe)
+        else:
+            score = method.score_fn(prior, active)
+            out = log_likelihood(method.process, score, top, k_l, **opts)
         log_p_rest = sum(
             (
                 L.log_normal(z, jnp.zeros_like(z), jnp.zeros_like(z))
@@ -152,6 +166,11 @@ def nll(
             key_out = "bpd" if n == "nll" else "bpd_iw"
             res[key_out] = res[n] / (math.prod(method.data_shape) * math.log(2.0))
     return res
+
+
+class _Prior(NamedTuple):
+    logp: Array
+    nfe: Array
 
 
 def evaluate(method: Any, state: TrainState, key: jax.Array, data: Any) -> dict[str, float]:

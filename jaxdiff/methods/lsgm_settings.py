@@ -26,6 +26,11 @@ class LSGMSettings:
     update_q_ema: the encoder's objective uses the prior's EMA (separate objectives only).
     nll_t_min: the likelihood ODE's end time (``--ode_eps``; README: 1e-6 CIFAR-10, 1e-5 MNIST).
     num_iw_samples: importance samples of the evaluation's NLL bound (1: the plain bound).
+    nll_prior: how the NLL bound gets log p(z_0) of the score prior: ``ode`` (the probability-flow
+      ODE's likelihood, ``evaluate_vada.py --nll_ode_eval``) or ``discrete`` (the -ELBO of the
+      ``diffusion_steps``-step DDPM chain on the SDE's betas, ``--elbo_eval``:
+      ``jaxdiff.solvers.ancestral.nelbo``), with ``denoising_stddevs`` (``beta`` | ``beta_post``;
+      LSGM's default ``beta``) its reverse variances.
     vae_checkpoint: a workdir whose newest checkpoint gives the VAE's parameters (and BN
       averages) at initialisation: stage 2 from a separately trained stage-1 VAE (LSGM's
       ``train_vada.py --vae_checkpoint``; set stage1_steps 0). '' : a fresh VAE.
@@ -67,6 +72,9 @@ class LSGMSettings:
     update_q_ema: bool = False
     nll_t_min: float = 1e-5
     num_iw_samples: int = 1
+    nll_prior: str = "ode"
+    diffusion_steps: int = 1000
+    denoising_stddevs: str = "beta"
     vae_checkpoint: str = ""
     batch_size_stage1: int = 0
     batch_size_stage2: int = 0

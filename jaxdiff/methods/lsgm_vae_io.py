@@ -22,14 +22,20 @@ def active_channels(
     IAF cells' zero log-det) summed over space and averaged over the batch, with the VAE in
     evaluation mode; 1.0 where it exceeds 0.1 nats, else 0.0."""
     enc = method.vae(vae_params, stats, train=False).encode(x, key)
-    zq = enc["z_q"] if method.num_nf else enc["z"]
+    return (channel_kl(enc, method.n_top, method.num_nf) > INACTIVE_KL).astype(jnp.float32)
+
+
+def channel_kl(enc: dict, n_top: int, num_nf: int) -> Float[Array, " c"]:
+    """The top latent's per-channel KL of :func:`active_channels`, from the encoder's output
+    ``enc`` (``NVAE.encode``) over its ``n_top`` top groups, averaged over the batch."""
+    zq = enc["z_q"] if num_nf else enc["z"]
     kls = []
-    for g in range(method.n_top):
+    for g in range(n_top):
         z, q, mu, ls = enc["z"][g], zq[g], enc["mu"][g], enc["log_sigma"][g]
         log_q = -0.5 * jnp.square((q - mu) * jnp.exp(-ls)) - ls  # the log 2 pi terms cancel
         kl = log_q + 0.5 * jnp.square(z)
         kls.append(kl.sum(axis=tuple(range(1, kl.ndim - 1))).mean(axis=0))
-    return (jnp.concatenate(kls) > INACTIVE_KL).astype(jnp.float32)
+    return jnp.concatenate(kls)
 
 
 def load_vae(workdir: str, params: dict, stats: dict) -> tuple[dict, dict]:
@@ -78,3 +84,35 @@ def load_vae(workdir: str, params: dict, stats: dict) -> tuple[dict, dict]:
 
 def _path(path) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def max_pairwise_sq_distance(z: Float[Array, "n ..."], block: int = 1024) -> float:
+    """max_{i, j} ||z_i - z_j||^2 over the flattened rows of ``z`` (float64, blockwise), LSGM's
+    ``set_vesde_sigma_max`` (``torch.cdist(...).square().max()``)."""
+    import numpy as np
+
+    z = np.asarray(z, np.float64).reshape(len(z), -1)
+    sq = np.sum(z * z, axis=1)
+    best = 0.0
+    for i in range(0, len(z), block):
+        a = z[i : i + block]
+        d = sq[i : i + block, None] + sq[None, :] - 2.0 * a @ z.T
+        best = max(best, float(d.max()))
+    return best
+
+
+def ve_sigma2_max(
+    method: Any, vae_params: dict, stats: dict | None, batches: Any, key: jax.Array
+) -> float:
+    """The VE latent SDE's sigma^2_max from one pass over the data (LSGM ``train_vada.py``: after
+    the VAE is loaded, before stage 2): the largest squared distance between two encoded top
+    latents, each a sample of q(z | x) with the VAE in evaluation mode. ``batches``: an iterable
+    of image batches; the process's ``sigma_max`` is its square root."""
+
+    @jax.jit
+    def encode(x, k):
+        vae = method.vae(vae_params, stats, train=False)
+        return vae.top_latent(vae.encode(x, k)["z"])
+
+    zs = [encode(jnp.asarray(x), jax.random.fold_in(key, i)) for i, x in enumerate(batches)]
+    return max_pairwise_sq_distance(jnp.concatenate(zs))

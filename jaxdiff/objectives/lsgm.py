@@ -23,7 +23,12 @@ integrand constant for Normal latents. Since d sigma_t^2 / dt = g^2 (1 - sigma_t
 r_ll is uniform in log sigma_t^2 and r_re uniform in sigma_t^2; r_un is proportional to
 m_t^2 = 1 - sigma_t^2 (an erf for the linear VP, closed-form CDF for the geometric VP).
 Processes are ``VP`` with a ``LinearSchedule`` (beta 0.1 -> 20, time_eps 0.01) or LSGM's
-``GeometricSchedule`` (sigma^2 3e-5 -> 0.999, time_eps 0). All of it is float32.
+``GeometricSchedule`` (sigma^2 3e-5 -> 0.999, time_eps 0), and (``diffusion_continuous.py``'s
+other two) the ``SubVP`` with a linear schedule, whose IS densities are its VP analogue's
+(LSGM's ``iw_subvp_like_vp_sde``), and the ``VE``, whose r(t) are proportional to w(t) times the
+N(0, I) latent's residual 1 / (1 + sigma_t^2) (uniform in log(sigma^2 / (1 + sigma^2)) for ll
+and un, in log(1 + sigma^2) for re); both need t_min > 0. The mixed score's Normal part is
+``sigma_t z_t / (alpha_t^2 + sigma_t^2)`` (``normal_eps``). All of it is float32.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from jaxdiff import rng
 from jaxdiff.objectives.parameterisation import lsgm_mix
 from jaxdiff.objectives.time_sampling import invert_monotone
 from jaxdiff.processes.base import batch_sum, bcast
-from jaxdiff.processes.scalar import VP
+from jaxdiff.processes.scalar import VE, VP, SubVP
 from jaxdiff.processes.schedules import GeometricSchedule, LinearSchedule
 
 # eps_fn(z_t, t) -> mixed eps prediction, t of shape (b,)
@@ -58,8 +63,8 @@ Q_SAMPLINGS = (*SAMPLINGS, "reweight_p")
 # Closed forms of the VP SDEs LSGM uses (App. B): sigma^2(t), its inverse, int (1 - sigma^2)
 
 
-def var(process: VP, t: Float[Array, "..."]) -> Float[Array, "..."]:
-    """sigma_t^2 of the VP kernel (sigma2_min at t = 0 for the geometric VP)."""
+def var(process: VP | SubVP | VE, t: Float[Array, "..."]) -> Float[Array, "..."]:
+    """sigma_t^2 of the kernel (sigma2_min at t = 0 for the geometric VP, 0 for the others)."""
     return process.kernel_var(jnp.asarray(t, jnp.float32))
 
 
@@ -74,13 +79,33 @@ def _inv_var_geometric(s: GeometricSchedule, s2: Array) -> Array:
     return jnp.log(s2 / s.sigma2_min) / math.log(s.sigma2_max / s.sigma2_min)
 
 
-def inv_var(process: VP, s2: Float[Array, "..."]) -> Float[Array, "..."]:
-    """t with sigma_t^2 = ``s2`` (LSGM's ``inv_var``), closed form for both schedules."""
+def _inv_var_subvp(process: SubVP, s2: Array) -> Array:
+    # sigma^2 = (1 - m^2)^2: the linear VP's sigma^2 is sqrt(sigma^2)
+    if not isinstance(process.schedule, LinearSchedule):
+        raise ValueError(f"LSGM's sub-VP closed forms need a linear schedule, got {process}")
+    return _inv_var_linear(process.schedule, jnp.sqrt(s2))
+
+
+def _inv_var_ve(process: VE, s2: Array) -> Array:
+    # sigma^2 = sigma_min^2 ((sigma_max / sigma_min)^(2t) - 1)
+    return jnp.log1p(s2 / process.sigma_min**2) / (
+        2.0 * math.log(process.sigma_max / process.sigma_min)
+    )
+
+
+def inv_var(process: VP | SubVP | VE, s2: Float[Array, "..."]) -> Float[Array, "..."]:
+    """t with sigma_t^2 = ``s2`` (LSGM's ``inv_var``), closed form for the linear and geometric
+    VP, the (linear) sub-VP and the VE."""
+    s2 = jnp.asarray(s2, jnp.float32)
+    if isinstance(process, SubVP):
+        return _inv_var_subvp(process, s2)
+    if isinstance(process, VE):
+        return _inv_var_ve(process, s2)
     table = {LinearSchedule: _inv_var_linear, GeometricSchedule: _inv_var_geometric}
     fn = table.get(type(process.schedule))
     if fn is None:
         raise ValueError(f"LSGM's closed forms need a linear or geometric VP, got {process}")
-    return fn(process.schedule, jnp.asarray(s2, jnp.float32))
+    return fn(process.schedule, s2)
 
 
 def _m2_integral_linear(s: LinearSchedule, t: Array) -> Array:
@@ -123,12 +148,17 @@ def _m2_inverse_linear(s: LinearSchedule, u: Array, t_min: float, t_max: float) 
 # Weightings and their importance distributions (Sec. 3.3)
 
 
-def weight(process: VP, weighting: str, t: Float[Array, " b"]) -> Float[Array, " b"]:
+def weight(process: VP | SubVP | VE, weighting: str, t: Float[Array, " b"]) -> Float[Array, " b"]:
     """w(t) multiplying ||eps - eps_theta||^2: ``ll`` g^2/(2 sigma^2), ``un`` 1, ``re`` g^2/2,
-    ``rescale`` 1/(2 (1 - sigma^2)) (LSGM's ``rescale_iw``, with uniform t)."""
+    ``rescale`` 1/(2 (1 - sigma^2)) (LSGM's ``rescale_iw``, with uniform t; on a VP that is
+    1 / (2 m_t^2), on a sub-VP LSGM's own 1 - sigma^2; the VE has none)."""
     t = jnp.asarray(t, jnp.float32)
-    if weighting == "rescale":  # 1 - sigma^2 = m_t^2 on a VP, exact near t = 1
-        return 0.5 * jnp.exp(-2.0 * process.log_alpha(t))
+    if weighting == "rescale":
+        if isinstance(process, VE):
+            raise ValueError("p_weighting 'rescale' needs sigma^2 < 1: not on a VE")
+        if isinstance(process, SubVP):
+            return 0.5 / (1.0 - var(process, t))
+        return 0.5 * jnp.exp(-2.0 * process.log_alpha(t))  # 1 - sigma^2 = m_t^2, exact near 1
     if weighting == "ll":
         return 0.5 * process.g2(t) / var(process, t)
     if weighting == "un":
@@ -138,42 +168,76 @@ def weight(process: VP, weighting: str, t: Float[Array, " b"]) -> Float[Array, "
     raise ValueError(f"unknown weighting {weighting!r}; use {WEIGHTINGS}")
 
 
+def vp_analogue(process: SubVP) -> VP:
+    """The VP with the sub-VP's schedule, whose IS densities LSGM uses for the sub-VP
+    (``iw_subvp_like_vp_sde``: the sub-VP's own are not in closed form)."""
+    return VP(process.schedule, process.end_time)
+
+
+def _ve_coordinate(process: VE, weighting: str, t: Array) -> Array:
+    """The VE's IS coordinate, uniform under r(t): ll / un ``log(sigma^2 / (1 + sigma^2))``
+    (r proportional to w_ll / (1 + sigma^2), the N(0, I) latent's residual; LSGM's ``ll_iw`` and
+    ``drop_all_iw`` share it), re ``log(1 + sigma^2)`` (``drop_sigma2t_iw``)."""
+    s2 = var(process, t)
+    if weighting == "re":
+        return jnp.log1p(s2)
+    return jnp.log(s2) - jnp.log1p(s2)
+
+
 def is_density(
-    process: VP, weighting: str, t: Float[Array, " b"], t_min: float
+    process: VP | SubVP | VE, weighting: str, t: Float[Array, " b"], t_min: float
 ) -> Float[Array, " b"]:
-    """r(t) proportional to w(t) (1 - sigma_t^2) on [t_min, 1], normalised (exact closed form)."""
+    """r(t) on [t_min, 1], normalised (exact closed form): on a VP proportional to
+    w(t) (1 - sigma_t^2); on a sub-VP the VP analogue's; on a VE uniform in the coordinate of
+    ``_ve_coordinate`` (w_ll / (1 + sigma^2) for ll and un, w_re / (1 + sigma^2) for re)."""
     t = jnp.asarray(t, jnp.float32)
+    if weighting not in IS_WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; use {WEIGHTINGS}")
+    if isinstance(process, SubVP):
+        return is_density(vp_analogue(process), weighting, t, t_min)
+    if isinstance(process, VE):
+        s2, g2 = var(process, t), process.g2(t)
+        lo = _ve_coordinate(process, weighting, jnp.float32(t_min))
+        hi = _ve_coordinate(process, weighting, jnp.float32(process.t_max))
+        du = g2 / (1.0 + s2) if weighting == "re" else g2 / (s2 * (1.0 + s2))
+        return du / (hi - lo)
     s2, s2_lo, s2_hi = var(process, t), var(process, t_min), var(process, process.t_max)
     ds2 = process.g2(t) * (1.0 - s2)  # d sigma^2 / dt
     if weighting == "ll":
         return ds2 / s2 / (jnp.log(s2_hi) - jnp.log(s2_lo))
     if weighting == "re":
         return ds2 / (s2_hi - s2_lo)
-    if weighting == "un":
-        z = m2_integral(process, process.t_max) - m2_integral(process, t_min)
-        return (1.0 - s2) / z
-    raise ValueError(f"unknown weighting {weighting!r}; use {WEIGHTINGS}")
+    z = m2_integral(process, process.t_max) - m2_integral(process, t_min)
+    return (1.0 - s2) / z
 
 
 def is_sample(
-    process: VP, weighting: str, key: jax.Array, n: int, t_min: float
+    process: VP | SubVP | VE, weighting: str, key: jax.Array, n: int, t_min: float
 ) -> Float[Array, " n"]:
-    """n draws of t ~ r(t) by the inverse CDF (log sigma^2 / sigma^2 / m^2-integral uniform)."""
+    """n draws of t ~ r(t) by the inverse CDF (log sigma^2 / sigma^2 / m^2-integral uniform on a
+    VP and, through its VP analogue, a sub-VP; the ``_ve_coordinate`` uniform on a VE)."""
+    if weighting not in IS_WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; use {WEIGHTINGS}")
+    if isinstance(process, SubVP):
+        return is_sample(vp_analogue(process), weighting, key, n, t_min)
     u = rng.uniform(key, (n,), jnp.float32)
+    if isinstance(process, VE):
+        lo = _ve_coordinate(process, weighting, jnp.float32(t_min))
+        hi = _ve_coordinate(process, weighting, jnp.float32(process.t_max))
+        c = lo + u * (hi - lo)
+        s2 = jnp.expm1(c) if weighting == "re" else 1.0 / jnp.expm1(-c)
+        return jnp.clip(inv_var(process, s2), t_min, process.t_max)
     s2_lo, s2_hi = var(process, t_min), var(process, process.t_max)
     if weighting == "ll":
         t = inv_var(process, jnp.exp(jnp.log(s2_lo) + u * (jnp.log(s2_hi) - jnp.log(s2_lo))))
     elif weighting == "re":
         t = inv_var(process, s2_lo + u * (s2_hi - s2_lo))
-    elif weighting == "un":
-        if isinstance(process.schedule, LinearSchedule):
-            t = _m2_inverse_linear(process.schedule, u, t_min, process.t_max)
-        else:  # no elementary inverse for the geometric VP: bisection on the closed-form CDF
-            a_lo, a_hi = m2_integral(process, t_min), m2_integral(process, process.t_max)
-            target = a_lo + u * (a_hi - a_lo)
-            t = invert_monotone(lambda s: m2_integral(process, s), target, t_min, process.t_max)
-    else:
-        raise ValueError(f"unknown weighting {weighting!r}; use {WEIGHTINGS}")
+    elif isinstance(process.schedule, LinearSchedule):
+        t = _m2_inverse_linear(process.schedule, u, t_min, process.t_max)
+    else:  # no elementary inverse for the geometric VP: bisection on the closed-form CDF
+        a_lo, a_hi = m2_integral(process, t_min), m2_integral(process, process.t_max)
+        target = a_lo + u * (a_hi - a_lo)
+        t = invert_monotone(lambda s: m2_integral(process, s), target, t_min, process.t_max)
     return jnp.clip(t, t_min, process.t_max)
 
 
@@ -206,6 +270,31 @@ def mixed_eps(
     ``LSGMMixed(mixing_logit).eps(process, eps_net, z_t, t)``, which computes the same.
     """
     return lsgm_mix(eps_net, mixing_logit, z_t, var_t)
+
+
+def normal_eps(
+    process: VP | SubVP | VE, z_t: Float[Array, "b ... c"], t: Float[Array, " b"]
+) -> Float[Array, "b ... c"]:
+    """The exact eps of N(0, I) latents, ``sigma_t z_t / (alpha_t^2 + sigma_t^2)``: sigma_t z_t on
+    a VP; LSGM's ``mixing_component`` of the sub-VP and (sigma2_0 aside) the VE."""
+    t = jnp.asarray(t, jnp.float32)
+    s2 = bcast(var(process, t), z_t)
+    return jnp.sqrt(s2) * z_t / (jnp.exp(2.0 * bcast(process.log_alpha(t), z_t)) + s2)
+
+
+def process_mixed_eps(
+    process: VP | SubVP | VE,
+    eps_net: Float[Array, "b ... c"],
+    mixing_logit: Float[Array, " c"],
+    z_t: Float[Array, "b ... c"],
+    t: Float[Array, " b"],
+) -> Float[Array, "b ... c"]:
+    """``(1 - alpha) normal_eps + alpha eps'`` per channel (Sec. 3.2); on a VP exactly
+    ``LSGMMixed(mixing_logit).eps`` (sigma_t z_t, no division)."""
+    if isinstance(process, VP):
+        return lsgm_mix(eps_net, mixing_logit, z_t, var(process, t))
+    a = jax.nn.sigmoid(mixing_logit.astype(jnp.float32))
+    return (1.0 - a) * normal_eps(process, z_t, t) + a * eps_net.astype(jnp.float32)
 
 
 def score_from_eps(process: VP, eps_fn: EpsFn) -> Callable[[Array, Array], Array]:
@@ -267,6 +356,11 @@ class LSGMObjective(eqx.Module):
             raise ValueError(f"unknown q_sampling {self.q_sampling!r}; use {Q_SAMPLINGS}")
         if self.p_weighting == "rescale" and self.p_sampling != "uniform":
             raise ValueError("p_weighting 'rescale' (rescale_iw) samples t uniformly")
+        if not isinstance(self.process, VP) and self.t_min <= 0.0:
+            raise ValueError(
+                f"LSGM on a {type(self.process).__name__} needs t_min > 0 (sigma^2(0) = 0; "
+                "LSGM's time_eps 0.01)"
+            )
 
     @property
     def joint(self) -> bool:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from jaxdiff.processes.base import CAPABILITIES, NOISE_IN_EVERY_COORDINATE, SDE, Process
+from jaxdiff.solvers.ancestral import Ancestral
 from jaxdiff.solvers.base import (
     IncompatibleSamplerError,
     SampleOutput,
@@ -220,6 +221,8 @@ SAMPLERS: dict[str, type[Sampler] | Callable[..., Sampler]] = {
     "ode_dopri5": functools.partial(AdaptiveProbabilityFlow, solver=dfx.Dopri5()),
     # Fast samplers for scalar-kernel processes (VP, sub-VP, VE): jaxdiff.solvers.exponential.
     "ddim": DDIM,
+    # DDPM's chain on the VP SDE's betas (LSGM's diffusion_discretized): jaxdiff.solvers.ancestral.
+    "ancestral": Ancestral,
     "dpmpp_2m": functools.partial(DPMSolverPP, order=2),
     "dpmpp_3m": functools.partial(DPMSolverPP, order=3),
     "dpmpp_2m_sde": functools.partial(DPMSolverPPSDE, order=2),
