@@ -227,6 +227,12 @@ def import_checkpoint(config: ml_collections.ConfigDict, ckpt: str, workdir: str
             raise importers.CheckpointMismatch(
                 "the config's VE noise levels differ: " + "; ".join(diffs)
             )
+    vp_beta = tuple(model.get("vp_beta", ()) or ()) if model.get("num_scales", 0) else ()
+    if vp_beta and vp_beta != (process.get("beta_min"), process.get("beta_max")):
+        raise importers.CheckpointMismatch(
+            f"the config's VP betas differ: model.vp_beta {vp_beta} != process (beta_min, "
+            f"beta_max) {(process.get('beta_min'), process.get('beta_max'))}"
+        )
     method = build.build_method(config)
     as_jax = lambda tree: jax.tree.map(jnp.asarray, tree)  # noqa: E731
     if config.method == "ddgan":
@@ -338,6 +344,11 @@ def _import_lsgm_state(config: ml_collections.ConfigDict, ckpt: str) -> tuple[Tr
     opt.update({g: method.optimizers[g].init(params[g]) for g in method.groups})
     if "batch_stats" in opt:
         opt["batch_stats"] = {"vae": as_jax(stats)}
+    if has_score and lsgm.get("drop_inactive_var", False):  # not in the file: from the data
+        logit = imp.prior["mixing_logit"]
+        opt["is_active"] = import_lsgm.active_from_data(
+            config, method, vae_params, stats if method.bn_stats else None, logit
+        )
     step = imp.step + (int(lsgm.stage1_steps) if has_score else 0)
     state = state.replace(step=jnp.asarray(step, jnp.int32), params=params, ema=ema,
                           opt_state=opt)  # fmt: skip

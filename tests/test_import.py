@@ -39,7 +39,8 @@ def rel_err(a, b) -> float:
 def small_method(kind: str, **model):
     import importlib
 
-    config = importlib.import_module(RELEASED[kind][0]).get_config()
+    module = RELEASED[kind][0] if kind in RELEASED else kind
+    config = importlib.import_module(module).get_config()
     config.model.update(dict(SMALL, **model))
     method = build.build_method(config, data_shape=(16, 16, 3))
     net = nnx.eval_shape(lambda: method._make(rngs=ShapeOnlyRngs()))
@@ -69,6 +70,98 @@ def test_score_sde_outputs_match_the_official_network(kind):
         assert rel_err(score, factor * fx[f"score_{which}"]) < 1e-5, which
     # the trained weights and their EMA differ, so the comparison above tells them apart
     assert rel_err(fx["out_model"], fx["out_ema"]) > 0.1
+
+
+def test_discrete_ve_model_matches_the_official_network():
+    """score_sde's discrete-time VE NCSN++ (``ve/cifar10_ncsnpp``): the integer label
+    ``round((1 - t) 999)`` (t = 0.3004 rounds 698.8 up), its positional embedding and the output
+    divided by ``sigmas[label]`` give the official ``model(x, labels)`` and discrete
+    ``get_score_fn`` to 1e-5, on x = 2x' - 1 where both are half the official ones."""
+    method, net = small_method("configs.ve.cifar10_ncsnpp_discrete", nf=4, num_res_blocks=1)
+    imported = importers.import_score_sde(str(FIX / "score_sde_ve_ncsnpp_discrete.pth"), net)
+    fx = np.load(FIX / "score_sde_ve_ncsnpp_discrete.npz")
+    x = 2.0 * jnp.asarray(fx["x"]).transpose(0, 2, 3, 1) - 1.0
+    t = jnp.asarray(fx["t"])
+    for which, params in (("model", imported.params), ("ema", imported.ema)):
+        out = np.asarray(method.net.apply(params, x, t)).transpose(0, 3, 1, 2)
+        assert rel_err(out, 0.5 * fx[f"out_{which}"]) < 1e-5, which
+        score = np.asarray(method.score_fn(params)(x, t)).transpose(0, 3, 1, 2)
+        assert rel_err(score, 0.5 * fx[f"score_{which}"]) < 1e-5, which
+    # the grid's sigma is piecewise constant in t: a time within the same label gives the same
+    tt = jnp.asarray([0.3004 + 2e-4, 0.8 - 3e-4])
+    np.testing.assert_allclose(net.used_sigma(tt), net.used_sigma(t), rtol=1e-6)
+    _, other = small_method(
+        "configs.ve.cifar10_ncsnpp_discrete", nf=4, num_res_blocks=1, num_scales=500
+    )
+    with pytest.raises(
+        importers.CheckpointMismatch, match="checkpoint 1000, config num_scales 500"
+    ):
+        importers.import_score_sde(str(FIX / "score_sde_ve_ncsnpp_discrete.pth"), other)
+
+
+def test_discrete_vp_model_gives_the_official_score(tmp_path):
+    """score_sde's discrete-time VP DDPM++ (``vp/cifar10_ddpmpp``) is the continuous DDPM++
+    network (label 999 t) with the score ``-model / sqrt(1 - alphabar_j)``, ``j = floor(999 t)``,
+    on the chain ``beta = linspace(0.1, 20, 1000) / 1000``: jaxdiff's eps score through the VP
+    process equals the official discrete ``get_score_fn`` to 1e-5, and its output is the raw
+    network's times ``std(t) / sqrt(1 - alphabar_j)`` (closed form in float64 here)."""
+    method, net = small_method("configs.vp.cifar10_ddpmpp_discrete")
+    imported = importers.import_score_sde(str(FIX / "score_sde_vp_ddpmpp.pth"), net)
+    fx = np.load(FIX / "score_sde_vp_ddpmpp.npz")
+    x = jnp.asarray(fx["x"]).transpose(0, 2, 3, 1)
+    t = np.asarray(fx["t"], np.float64)
+    alphabar = np.cumprod(1.0 - np.linspace(0.1, 20.0, 1000) / 1000)
+    std = np.sqrt(1.0 - np.exp(-0.5 * t**2 * 19.9 - 0.1 * t))
+    ratio = std / np.sqrt(1.0 - alphabar[np.floor(999 * t).astype(int)])
+    for which, params in (("model", imported.params), ("ema", imported.ema)):
+        out = np.asarray(method.net.apply(params, x, jnp.asarray(fx["t"])))
+        expected = fx[f"out_{which}"] * ratio[:, None, None, None]
+        assert rel_err(out.transpose(0, 3, 1, 2), expected) < 1e-5, which
+        score = np.asarray(method.score_fn(params)(x, jnp.asarray(fx["t"])))
+        assert rel_err(score.transpose(0, 3, 1, 2), fx[f"score_discrete_{which}"]) < 1e-5
+    # the two stds differ here by 7e-5 and 3e-5: the comparison tells the scores apart
+    assert rel_err(fx["score_model"], fx["score_discrete_model"]) > 3e-5
+    from configs.vp.cifar10_ddpmpp_discrete import get_config
+    from jaxdiff import api
+
+    config = get_config()
+    config.process.beta_max = 10.0  # the network's chain would not be the process's
+    with pytest.raises(importers.CheckpointMismatch, match="VP betas differ"):
+        api.import_checkpoint(config, str(FIX / "score_sde_vp_ddpmpp.pth"), str(tmp_path / "w"))
+    assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+# released model -> (jaxdiff config, its entry in full_size_keys.json)
+RELEASED_MORE = {
+    "vp/cifar10_ddpmpp": ("configs.vp.cifar10_ddpmpp_discrete", "vp_ddpmpp"),
+    "ve/cifar10_ncsnpp": ("configs.ve.cifar10_ncsnpp_discrete", "ve_ncsnpp_discrete"),
+    "vp/cifar10_ddpmpp_deep_continuous": ("configs.vp.cifar10_ddpmpp_deep", "vp_ddpmpp_deep"),
+    "subvp/cifar10_ddpmpp_deep_continuous": ("configs.subvp.cifar10_ddpmpp_deep", "vp_ddpmpp_deep"),
+    "ve/cifar10_ncsnpp_deep_continuous": ("configs.ve.cifar10_ncsnpp_deep", "ve_ncsnpp_deep"),
+    "ve/celebahq_256_ncsnpp_continuous": ("configs.ve.celebahq256_ncsnpp", "ve_ncsnpp_celebahq256"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED_MORE))
+def test_full_size_discrete_deep_and_256_networks_map_completely(name):
+    """The discrete-time, deep and CelebA-HQ 256 released models: the network of each config
+    maps onto the full-size official state dict both ways, with the official parameter and EMA
+    counts."""
+    import importlib
+
+    module, entry = RELEASED_MORE[name]
+    model = importlib.import_module(module).get_config().model
+    record = json.loads((FIX / "full_size_keys.json").read_text())["score_sde"][entry]
+    shapes = importers.strip_prefix({k: tuple(s) for k, s in record["model"]})
+    net = zoo.build_net_abstract(model)
+    abstract = nnx.to_pure_dict(nnx.state(net))
+    entries = importers.ncsnpp_map(net)
+    assert importers.map_problems(entries, shapes, abstract, importers.SCORE_SDE_BUFFERS) == []
+    assert (
+        len([k for k in shapes if not importers._score_sde_frozen(k)])
+        == record["ema_shadow_params"]
+    )
+    assert zoo.count_params_abstract(model) == record["num_params"]
 
 
 OPTIONS = {

@@ -296,18 +296,42 @@ def fixture_config(name: str = "lsgm_mnist_small") -> ml_collections.ConfigDict:
 
 
 @pytest.mark.slow
-def test_api_imports_an_lsgm_checkpoint_and_samples(tmp_path):
+def test_api_imports_an_lsgm_checkpoint_and_samples(tmp_path, monkeypatch, capsys):
     """``jaxdiff import`` of a train_vada.py checkpoint: the workdir restores to the official
     decoder (training and evaluation BN) and score model (EMA), at stage-2 step stage1 + 1234;
-    it samples; a config that differs from the stored args is refused with the differences."""
+    it samples; a config that differs from the stored args is refused with the differences.
+
+    ``drop_inactive_var`` (on in this config): the import measures the mask on the config's
+    training data (as train_vada.py does; the file does not hold it) and stores it where
+    jaxdiff's training keeps it; the inactive channels' mixed eps is the Normal's sigma_t z_t.
+    The random fixture's channels all carry more than 0.1 nats, so the threshold is moved
+    between their KLs here to get both kinds (one import for both checks: each costs minutes)."""
     from jaxdiff import api
+    from jaxdiff.methods import lsgm_vae_io
 
     name = "lsgm_mnist_small"
     config = fixture_config(name)
+    assert config.lsgm.drop_inactive_var
+    monkeypatch.setattr(IL, "MAX_ACTIVE_BATCHES", 2)  # drop_inactive_var: measured on 2 batches
+    real, seen = IL.infer_active_variables, {}
+
+    def between(kl_fn, batches, key):  # LSGM's threshold first, then one between the KLs
+        batches = list(batches)
+        seen["mask"], seen["kl"] = real(kl_fn, batches, key)
+        monkeypatch.setattr(lsgm_vae_io, "INACTIVE_KL", float(np.median(seen["kl"])))
+        return real(kl_fn, batches, key)
+
+    monkeypatch.setattr(IL, "infer_active_variables", between)
     work = str(tmp_path / "run")
     meta = api.import_checkpoint(config, str(FIX / f"{name}.pt"), work)
     assert meta["step"] == config.lsgm.stage1_steps + 1234
     run = api.restore(work)
+    kl = np.asarray(seen["kl"])
+    assert kl.shape == (8,) and np.all(np.asarray(seen["mask"]) == 1.0)  # all > 0.1 nats
+    mask = np.asarray(run.method.active(run.state))
+    np.testing.assert_array_equal(mask, (kl > np.median(kl)).astype(np.float32))
+    assert 0 < mask.sum() < mask.size
+    assert "drop_inactive_var" not in capsys.readouterr().err  # the fixture's logits mark none
     rec = dict(np.load(FIX / f"{name}.npz"))
     x = jnp.asarray(nhwc(rec["x"]))
     stats = run.method.batch_stats(run.state)
@@ -319,6 +343,10 @@ def test_api_imports_an_lsgm_checkpoint_and_samples(tmp_path):
     z_t, t = jnp.asarray(nhwc(rec["z_t"])), jnp.asarray(rec["t"])
     eps = run.method.eps_fn(run.state.ema["prior"])(z_t, t)
     close(eps, nhwc(rec["mixed_ema"]))
+    eps = np.asarray(run.method.eps_fn(run.state.ema["prior"], active=jnp.asarray(mask))(z_t, t))
+    sigma = np.sqrt(np.asarray(run.method.process.kernel_var(t)))[:, None, None, None]
+    off = mask == 0
+    close(eps[..., off], (sigma * np.asarray(z_t))[..., off])  # a = sigmoid(-15) = 3e-7 of F
     samples, _ = api.sample(run, num=2)
     assert np.asarray(samples).shape == (2, 32, 32, 1) and np.all(np.isfinite(samples))
     bad = fixture_config(name)
@@ -367,3 +395,62 @@ def test_vae_only_checkpoint(monkeypatch):
     )
     with pytest.raises(CheckpointMismatch, match="holds no score model"):
         IL.import_lsgm("vae/checkpoint.pt", abstract_vae(name), abstract_score(name))
+
+
+def test_drop_inactive_var_finds_a_channel_without_kl():
+    """LSGM's ``infer_active_variables`` on the imported CIFAR-like VAE (no IAF cells), whose
+    top posterior head is zeroed for one channel: q = N(0, 1) = p there, the Monte-Carlo KL
+    log q(z) - log p(z) is 0 at every sample, and the channel comes out inactive; the mask is
+    the 0.1-nat threshold of the KL averaged over the batches."""
+    from jaxdiff.methods.lsgm_vae_io import channel_kl
+
+    name = "lsgm_cifar_small"
+    vae, _, imp = imported(name)
+    tree = jax.tree.map(np.array, imp.vae)
+    lat, c = VAES[name]["num_latent_per_group"], 1
+    head = tree["samplers"][0]  # the top group's posterior head: (mu, log sigma) channels
+    head["kernel"][..., [c, lat + c]] = 0.0
+    head["bias"][[c, lat + c]] = 0.0
+    graph, state = nnx.split(vae)
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, tree))
+
+    @jax.jit
+    def kl_fn(x, key):
+        m = nnx.merge(graph, state)
+        set_bn_mode(m, train=False)
+        return channel_kl(m.encode(x, key), vae.G, 0)
+
+    x = jnp.asarray(nhwc(np.load(FIX / f"{name}.npz")["x"]))
+    batches = [x, x[:, :, ::-1]]
+    mask, kl = IL.infer_active_variables(kl_fn, batches, jax.random.key(0))
+    per_batch = [kl_fn(b, jax.random.fold_in(jax.random.key(0), i)) for i, b in enumerate(batches)]
+    np.testing.assert_allclose(kl, (per_batch[0] + per_batch[1]) / 2, rtol=1e-6)
+    assert kl.shape == (vae.G * lat,) and abs(float(kl[c])) < 1e-6 and mask[c] == 0.0
+    np.testing.assert_array_equal(mask, (kl > 0.1).astype(np.float32))
+    assert mask.sum() >= 1  # the other channels carry information
+
+
+def test_fourier_time_embedding_matches_official():
+    """LSGM's ``--embedding_type fourier`` (``RandomFourierEmbedding`` of t itself, W of size
+    embedding_dim / 2 with std ``--embedding_scale``, stored as ``temb_fun.w``) is jaxdiff's
+    ``random_fourier``: the imported score network gives the official output to 1e-5, and the
+    stored arguments are the ones the configured network implies."""
+    name = "lsgm_cifar_small"
+    kw = {**SCORE_COMMON, **SCORES[name], "embedding_type": "random_fourier", "fourier_scale": 16.0}
+    score = nnx.eval_shape(lambda: NCSNpp(**kw, rngs=ShapeOnlyRngs()))
+    obj = load(FIX / "lsgm_fourier_score.pt")
+    dsd = {k: np.asarray(v) for k, v in obj["dae_state_dict"].items()}
+    tree = IL.apply_map(IL.lsgm_score_map(score), dsd, nnx.to_pure_dict(nnx.state(score)))
+    np.testing.assert_array_equal(tree["fourier"]["W"], dsd["temb_fun.w"][0])
+    rec = np.load(FIX / "lsgm_fourier_score.npz")
+    out = run(score, tree, lambda m: m(jnp.asarray(nhwc(rec["z_t"])), jnp.asarray(rec["t"])))
+    close(out, nhwc(rec["out"]))
+    exp = IL.expected_args(VAES[name], kw, PROCESS, {"likelihood": "dml"})
+    args = vars(obj["args"])
+    assert (exp["embedding_type"], exp["embedding_scale"]) == ("fourier", 16.0)
+    assert (args["embedding_type"], args["embedding_scale"]) == ("fourier", 16.0)
+    log_t = nnx.eval_shape(
+        lambda: NCSNpp(**{**kw, "embedding_type": "fourier"}, rngs=ShapeOnlyRngs())
+    )
+    with pytest.raises(CheckpointMismatch, match="of t, not log t"):
+        IL.lsgm_score_map(log_t)

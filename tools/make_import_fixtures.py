@@ -11,6 +11,7 @@ Run with CPU torch and a work tree of the official repository (jaxdiff never imp
     NVlabs/denoising-diffusion-gan: score_sde EMA.py -> /tmp/denoising-diffusion-gan)
     /work/torchenv/bin/python tools/make_import_fixtures.py --score_sde /tmp/score_sde_pytorch \
         --cld /tmp/CLD-SGM --ddgan /tmp/denoising-diffusion-gan
+    (``--only_score_sde``: score_sde's fixtures and key lists only, the others' entries kept)
 
 The official networks run unmodified. Glue only: ``torch.utils.cpp_extension.load`` is replaced
 by a no-op before ``op/`` is imported (it would compile the CUDA kernels at import; on the CPU
@@ -38,8 +39,13 @@ class NS(dict):
     __getattr__ = dict.__getitem__
 
 
-def score_sde_config(kind: str, data: dict | None = None, **model_overrides) -> NS:
-    """The released CIFAR-10 continuous configs: ``vp_ddpmpp``, ``vp_ncsnpp``, ``ve_ncsnpp``."""
+def score_sde_config(
+    kind: str, data: dict | None = None, continuous: bool = True, **model_overrides
+) -> NS:
+    """The released CIFAR-10 configs: ``vp_ddpmpp``, ``vp_ncsnpp``, ``ve_ncsnpp`` (continuous or,
+    ``continuous=False``, discrete time: vp/cifar10_ddpmpp.py and ve/cifar10_ncsnpp.py, whose VE
+    model embeds its integer label with the positional embedding); the ``_deep`` files are these
+    with ``num_res_blocks=8``."""
     model = NS(
         name="ncsnpp",
         sigma_min=0.01,
@@ -65,7 +71,7 @@ def score_sde_config(kind: str, data: dict | None = None, **model_overrides) -> 
         progressive_combine="sum",
         attention_type="ddpm",
         init_scale=0.0,
-        embedding_type="fourier" if kind == "ve_ncsnpp" else "positional",
+        embedding_type="fourier" if kind == "ve_ncsnpp" and continuous else "positional",
         fourier_scale=16,
         conv_size=3,
         scale_by_sigma=kind == "ve_ncsnpp",
@@ -74,7 +80,7 @@ def score_sde_config(kind: str, data: dict | None = None, **model_overrides) -> 
     model.update(model_overrides)
     data_cfg = NS(image_size=32, num_channels=3, centered=kind != "ve_ncsnpp")
     data_cfg.update(data or {})
-    return NS(model=model, data=data_cfg, training=NS(continuous=True, sde=kind[:2] + "sde"))
+    return NS(model=model, data=data_cfg, training=NS(continuous=continuous, sde=kind[:2] + "sde"))
 
 
 def use_repo(repo: str):
@@ -131,10 +137,15 @@ def data_parallel_keys(sd) -> collections.OrderedDict:
     return collections.OrderedDict(("module." + k, v) for k, v in sd.items())
 
 
-def score_sde_fixture(out_dir: str, repo: str, name: str, kind: str, **overrides) -> None:
+def score_sde_fixture(
+    out_dir: str, repo: str, name: str, kind: str, continuous: bool = True, **overrides
+) -> None:
+    """``continuous=False``: the labels and scores of ``get_score_fn(..., continuous=False)``.
+    The VP DDPM++ fixture also records the discrete-time scores (``score_discrete_*``): the
+    released ``vp/cifar10_ddpmpp`` is the same network with the discrete chain's std."""
     torch, sde_lib, mutils, EMA = import_score_sde(repo)
     torch.manual_seed(0)
-    config = score_sde_config(kind, **overrides)
+    config = score_sde_config(kind, continuous=continuous, **overrides)
     model = mutils.get_model(config.model.name)(config)  # create_model without DataParallel
     randomize(torch, model, seed=1)
     ema = EMA(model.parameters(), decay=config.model.ema_rate)
@@ -151,7 +162,8 @@ def score_sde_fixture(out_dir: str, repo: str, name: str, kind: str, **overrides
     c, s = config.data.num_channels, config.data.image_size
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, c, s, s, generator=g) * 0.5 + (0.5 if kind == "ve_ncsnpp" else 0.0)
-    t = torch.tensor([0.3, 0.8])
+    # (1 - 0.3004) * 999 = 698.8: the VE label rounds up, 999 * 0.3004 = 300.1 floors
+    t = torch.tensor([0.3, 0.8] if continuous else [0.3004, 0.8])
     if kind == "ve_ncsnpp":
         sde = sde_lib.VESDE(config.model.sigma_min, config.model.sigma_max, 1000)
     else:
@@ -162,21 +174,27 @@ def score_sde_fixture(out_dir: str, repo: str, name: str, kind: str, **overrides
             if which == "ema":
                 ema.copy_to(model.parameters())
             model.eval()
-            labels = (
-                sde.marginal_prob(torch.zeros_like(x), t)[1] if kind == "ve_ncsnpp" else 999 * t
-            )
-            record[f"out_{which}"] = model(x, labels).numpy()
-            score_fn = mutils.get_score_fn(sde, model, train=False, continuous=True)
-            record[f"score_{which}"] = score_fn(x, t).numpy()
+            if kind != "ve_ncsnpp":
+                labels = 999 * t
+            elif continuous:
+                labels = sde.marginal_prob(torch.zeros_like(x), t)[1]
+            else:
+                labels = torch.round((1 - t) * 999).long()
+            record[f"out_{which}"] = model(x, labels).float().numpy()
+            score_fn = mutils.get_score_fn(sde, model, train=False, continuous=continuous)
+            record[f"score_{which}"] = score_fn(x, t).float().numpy()
+            if kind == "vp_ddpmpp" and continuous:
+                discrete = mutils.get_score_fn(sde, model, train=False, continuous=False)
+                record[f"score_discrete_{which}"] = discrete(x, t).numpy()
     np.savez(os.path.join(out_dir, f"{name}.npz"), **record)
     n = sum(p.numel() for p in model.parameters())
     print(f"{name}: {n} parameters, |out| {np.abs(record['out_ema']).mean():.3g}")
 
 
-def score_sde_full_keys(repo: str, kind: str) -> dict:
+def score_sde_full_keys(repo: str, kind: str, **overrides) -> dict:
     """Key/shape list of the full-size released network, as its checkpoint stores it."""
     torch, _, mutils, EMA = import_score_sde(repo)
-    config = score_sde_config(kind)
+    config = score_sde_config(kind, **overrides)
     model = mutils.get_model(config.model.name)(config)
     sd = data_parallel_keys(model.state_dict())
     trainable = sum(1 for p in model.parameters() if p.requires_grad)
@@ -436,11 +454,32 @@ def ddgan_content_fixture(out_dir, torch, NCSNpp, DSmall, args, trained_g, g) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--score_sde", required=True, help="work tree of score_sde_pytorch")
-    parser.add_argument("--cld", required=True, help="work tree of CLD-SGM")
-    parser.add_argument("--ddgan", required=True, help="work tree of denoising-diffusion-gan")
+    parser.add_argument("--cld", help="work tree of CLD-SGM")
+    parser.add_argument("--ddgan", help="work tree of denoising-diffusion-gan")
     parser.add_argument("--out", default="tests/fixtures/import")
+    parser.add_argument(
+        "--only_score_sde",
+        action="store_true",
+        help="remake score_sde's fixtures and key lists only (the others' entries are kept)",
+    )
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    keys = score_sde_all(args)
+    path = os.path.join(args.out, "full_size_keys.json")
+    if args.only_score_sde:
+        with open(path) as f:
+            full = json.load(f)
+        full["score_sde"] = keys
+    else:
+        full = {"score_sde": keys, **others(args)}
+    with open(path, "w") as f:
+        json.dump(full, f)
+    for kind, rec in keys.items():
+        print(f"full-size {kind}: {len(rec['model'])} tensors, {rec['num_params']} parameters")
+
+
+def score_sde_all(args) -> dict:
+    """score_sde's fixtures; the key lists of its full-size released networks."""
     small = dict(nf=8, ch_mult=(1, 2), num_res_blocks=2, attn_resolutions=(8,),
                  data=dict(image_size=16))  # fmt: skip
     for kind in ("vp_ddpmpp", "vp_ncsnpp", "ve_ncsnpp"):
@@ -460,19 +499,34 @@ def main() -> None:
     digits = dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,),
                   data=dict(image_size=16, num_channels=1))  # fmt: skip
     score_sde_fixture(args.out, args.score_sde, "score_sde_digits", "vp_ddpmpp", **digits)
+    # ve/cifar10_ncsnpp (discrete time: integer labels, positional embedding, sigmas[label]),
+    # width 4 and one residual block per level to keep the file small
+    score_sde_fixture(args.out, args.score_sde, "score_sde_ve_ncsnpp_discrete", "ve_ncsnpp",
+                      continuous=False, **dict(small, nf=4, num_res_blocks=1))  # fmt: skip
     keys = {kind: score_sde_full_keys(args.score_sde, kind)
             for kind in ("vp_ddpmpp", "vp_ncsnpp", "ve_ncsnpp")}  # fmt: skip
+    # vp/cifar10_ddpmpp (discrete) has vp_ddpmpp's keys; subvp's deep model vp's deep one's
+    keys["ve_ncsnpp_discrete"] = score_sde_full_keys(args.score_sde, "ve_ncsnpp", continuous=False)
+    for kind in ("vp_ddpmpp", "ve_ncsnpp"):
+        keys[f"{kind}_deep"] = score_sde_full_keys(args.score_sde, kind, num_res_blocks=8)
+    # ve/celebahq_256_ncsnpp_continuous (configs/ve/celebahq_256_ncsnpp_continuous.py)
+    keys["ve_ncsnpp_celebahq256"] = score_sde_full_keys(
+        args.score_sde, "ve_ncsnpp", data=dict(image_size=256), ch_mult=(1, 1, 2, 2, 2, 2, 2),
+        num_res_blocks=2, dropout=0.0, progressive="output_skip", progressive_input="input_skip",
+        sigma_max=348.0, num_scales=2000,
+    )  # fmt: skip
+    return keys
+
+
+def others(args) -> dict:
+    """CLD-SGM's and DDGAN's fixtures and key lists."""
     cld_small = dict(
         n_channels=8, ch_mult="1,2", n_resblocks=2, attn_resolutions="8", image_size=16
     )
     cld_fixture(args.out, args.cld, "cld_ncsnpp", **cld_small)
     cld_keys = cld_full_keys(args.cld)
     print(f"full-size CLD: {len(cld_keys['model'])} tensors, {cld_keys['num_params']} parameters")
-    ddgan_keys = ddgan_fixtures(args.out, args.ddgan)
-    with open(os.path.join(args.out, "full_size_keys.json"), "w") as f:
-        json.dump({"score_sde": keys, "cld": {"cifar10": cld_keys}, "ddgan": ddgan_keys}, f)
-    for kind, rec in keys.items():
-        print(f"full-size {kind}: {len(rec['model'])} tensors, {rec['num_params']} parameters")
+    return {"cld": {"cifar10": cld_keys}, "ddgan": ddgan_fixtures(args.out, args.ddgan)}
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Run with CPU torch and a work tree of the official repository (jaxdiff never imp
 
     git --git-dir=<mirror of NVlabs/LSGM> archive HEAD | tar -x -C /tmp/LSGM
     /work/torchenv/bin/python tools/make_lsgm_fixtures.py --lsgm /tmp/LSGM
+    (``--only_fourier``: only the score model with ``--embedding_type fourier``)
 
 The official networks run unmodified. Shims for the CUDA-only spots (none changes a result):
 
@@ -281,6 +282,33 @@ def lsgm_fixture(out_dir: str, repo: str, name: str, **kw) -> None:
     print(f"{name}: NVAE {n_v}, score model {n_d} parameters")
 
 
+def lsgm_fourier_fixture(out_dir: str, repo: str, name: str, **kw) -> None:
+    """The latent score model alone with ``--embedding_type fourier`` (``RandomFourierEmbedding``,
+    its frequencies ``temb_fun.w`` kept as drawn: N(0, embedding_scale^2), never trained): the
+    state dict and the network's output on fixed (z_t, t)."""
+    torch, _, NCSNpp, _ = use_lsgm(repo)
+    torch.manual_seed(0)
+    args = lsgm_args(**kw)
+    c_top = args.num_groups_per_scale * args.num_latent_per_group
+    dae = NCSNpp(args, c_top)
+    w = dae.temb_fun.w.detach().clone()
+    randomize(torch, dae, seed=2)
+    with torch.no_grad():
+        dae.temb_fun.w.copy_(w)
+    torch.save({"dae_state_dict": dae.state_dict(), "args": args},
+               os.path.join(out_dir, f"{name}.pt"))  # fmt: skip
+    g = torch.Generator().manual_seed(5)
+    size = 8  # the top latent of the CIFAR-like fixture
+    z_t = torch.randn(2, c_top, size, size, generator=g)
+    t = torch.tensor([0.05, 0.7])
+    dae.eval()
+    with torch.no_grad():
+        out = dae(z_t, t)
+    np.savez_compressed(os.path.join(out_dir, f"{name}.npz"), z_t=z_t.numpy(), t=t.numpy(),
+                        out=out.numpy())  # fmt: skip
+    print(f"{name}: score model {sum(p.numel() for p in dae.parameters())} parameters")
+
+
 def _decode(vae, eps_list):
     """The official decoder from given latents (``NVAE.sample``'s loop without its no_grad and
     output mapping): prior_ftr0, the combiner / decoder cells, postprocessing, the output conv."""
@@ -331,8 +359,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lsgm", required=True, help="work tree of NVlabs/LSGM")
     parser.add_argument("--out", default="tests/fixtures/import")
+    parser.add_argument("--only_fourier", action="store_true", help="the Fourier fixture only")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    # the CIFAR-like score model with LSGM's Fourier time embedding (no README command uses it)
+    lsgm_fourier_fixture(
+        args.out, args.lsgm, "lsgm_fourier_score", num_latent_scales=2, num_groups_per_scale=2,
+        num_latent_per_group=3, num_channels_dae=8, num_scales_dae=3, num_cell_per_scale_dae=1,
+        embedding_dim=8, embedding_type="fourier", embedding_scale=16.0,
+    )  # fmt: skip
+    if args.only_fourier:
+        return
     # CIFAR-like: DML decoder, res_bnswish, two latent scales with the input-skip pyramid, FIR
     # score model at 8x8 (no attention level)
     lsgm_fixture(

@@ -14,17 +14,22 @@ op names inside ``Cell``, the aliased ``weight_normalized`` parameter of the unn
 weights) come from LSGM's ``nvae.py``, ``layers/cells.py``, ``layers/neural_operations.py`` and
 ``layers/neural_ar_operations.py``; the score model is score_sde's
 ``all_modules`` walk (``importers.ncsnpp_map``) without the Fourier layer (LSGM's time embedding
-``temb_fun`` is outside ``all_modules``; the positional one has no tensors).
+``temb_fun`` is outside ``all_modules``: the positional one has no tensors, the Fourier one its
+frequencies ``temb_fun.w``, from ``util/utils.py: RandomFourierEmbedding``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jaxtyping import Array, Float
 
 from jaxdiff.io.importers import (
     CheckpointMismatch,
@@ -216,15 +221,18 @@ def _keeps_stats(vae: NVAE) -> bool:
 
 
 def lsgm_score_map(net: NCSNpp) -> list[Entry]:
-    """LSGM's latent ``NCSNpp``: ``mixing_logit`` then score_sde's ``all_modules`` walk (LSGM's
-    positional time embedding has no tensors; the Fourier one is not jaxdiff's, see
-    :func:`args_differences`)."""
-    if net.fourier is not None:
+    """LSGM's latent ``NCSNpp``: ``mixing_logit``, score_sde's ``all_modules`` walk and, for
+    ``--embedding_type fourier`` (jaxdiff's ``random_fourier``), the frequencies ``temb_fun.w``
+    (outside ``all_modules``; the positional embedding has no tensors)."""
+    if net.cfg["embedding_type"] == "fourier":
         raise CheckpointMismatch(
-            "LSGM's Fourier time embedding (of t, not log t) is not jaxdiff's; "
-            "use embedding_type 'positional' (every released LSGM model does)"
+            "LSGM's Fourier time embedding is of t, not log t: use embedding_type "
+            "'random_fourier' (or 'positional', which every README command uses)"
         )
-    return ncsnpp_map(net, mixing_logit="mixing_logit")
+    entries = ncsnpp_map(net, mixing_logit="mixing_logit")
+    if net.cfg["embedding_type"] == "random_fourier":  # temb_fun.w (1, embedding_dim / 2)
+        entries.append(Entry("temb_fun.w", ("fourier", "W"), "flat"))
+    return entries
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,6 +250,8 @@ _VAE_ARGS = (
     "num_cell_per_cond_enc", "num_cell_per_cond_dec",
 )  # fmt: skip
 _SDE_ARGS = ("sde_type", "beta_start", "beta_end", "sigma2_0", "sigma2_min", "sigma2_max")
+# jaxdiff's embedding_type -> LSGM's --embedding_type (score_sde's log-sigma Fourier: none)
+_EMBEDDINGS = {"positional": "positional", "random_fourier": "fourier", "fourier": "(log t)"}
 _LIKELIHOODS = {"dml": "dml", "bin": "bernoulli", "dl": "logistic", "normal": "gaussian"}
 
 
@@ -269,8 +279,12 @@ def expected_args(
             num_scales_dae=len(score["ch_mult"]),
             score_ch_mult=tuple(score["ch_mult"]),  # against LSGM's table, not a stored arg
             num_cell_per_scale_dae=score["num_res_blocks"],
-            embedding_type=score.get("embedding_type", "positional"),
-            embedding_scale=float(score.get("time_scale", 1.0)),
+            embedding_type=_EMBEDDINGS[score.get("embedding_type", "positional")],
+            embedding_scale=float(
+                score.get("fourier_scale", 16.0)
+                if score.get("embedding_type") == "random_fourier"
+                else score.get("time_scale", 1.0)
+            ),
             embedding_dim=score.get("embedding_dim") or score["nf"],
             fir=bool(score.get("fir", False)),
             progressive=score.get("progressive", "none"),
@@ -394,3 +408,80 @@ def import_lsgm(
         else:  # checkpoint_fid / _nll: the EMA weights are the state dict
             ema = prior
     return ImportedLSGM(vae_tree, prior, ema, int(obj.get("global_step", 0)), args)
+
+
+# ----------------------------------------------------------------------------------------------
+# drop_inactive_var: the mask is not in the checkpoint. train_vada.py measures it at its first
+# epoch (infer_active_variables(train_queue, vae, args, max_iter=1000): batches 0..1000 of one
+# pass over the training data, VAE in eval mode, the top scale's per-channel KL averaged over
+# the batches, inactive where <= 0.1 nats), sets those channels' mixing logit to -15 and masks
+# the score network's input with it; the file keeps the logits, not the mask.
+
+MAX_ACTIVE_BATCHES = 1001  # batches 0..max_iter of train_vae.py's loop, max_iter 1000
+STORED_INACTIVE_LOGIT = -15.0  # train_vada.py: dae.mixing_logit[inactive] = -15
+
+
+def infer_active_variables(
+    kl_fn: Callable[[Array, jax.Array], Float[Array, " c"]],
+    batches: Iterable[Float[Array, "b h w ch"]],
+    key: jax.Array,
+) -> tuple[Float[Array, " c"], Float[Array, " c"]]:
+    """(mask, KL): LSGM's ``infer_active_variables`` over ``batches``. ``kl_fn(x, key)`` is one
+    batch's per-channel KL of the top scale (``lsgm_vae_io.channel_kl``), averaged over the
+    batches with equal weights (LSGM's ``AvgrageMeter`` updated with n = 1 per batch); the mask
+    is 1.0 where the average exceeds 0.1 nats."""
+    from jaxdiff.methods.lsgm_vae_io import INACTIVE_KL
+
+    total, n = None, 0
+    for i, x in enumerate(batches):
+        kl = kl_fn(x, jax.random.fold_in(key, i))
+        total = kl if total is None else total + kl
+        n += 1
+    if n == 0:
+        raise ValueError("drop_inactive_var: no training batch to measure the channels on")
+    kl = total / n
+    return (kl > INACTIVE_KL).astype(jnp.float32), kl
+
+
+def active_from_data(
+    config: Any,
+    method: Any,
+    vae_params: dict,
+    stats: dict | None,
+    mixing_logit: Float[np.ndarray, " c"] | None = None,
+) -> Float[Array, " c"]:
+    """The active-channel mask of an imported stage-2 model with ``drop_inactive_var``, measured
+    as LSGM does on the config's training data: ``min(1001, one epoch)`` batches of the stage-2
+    batch size (``lsgm.batch_size_stage2``, else ``training.batch_size``: the official batch per
+    GPU times the GPUs), preprocessed as for training, the key ``config.seed``. When the stored
+    ``mixing_logit`` marks channels (-15) that the data does not, or the reverse (e.g. a VAE
+    trained on in stage 2), that is said on stderr; the data's mask is kept."""
+    from jaxdiff import build
+    from jaxdiff.methods.lsgm_vae_io import channel_kl
+
+    data = build.build_data(config)
+    bs = int(config.lsgm.get("batch_size_stage2", 0) or config.training.batch_size)
+    n = min(MAX_ACTIVE_BATCHES, max(1, getattr(data, "num_examples", bs) // bs))
+
+    @jax.jit
+    def kl_of(vp, st, x, key):
+        enc = method.vae(vp, st, train=False).encode(x, key)
+        return channel_kl(enc, method.n_top, method.num_nf)
+
+    vp = jax.tree.map(jnp.asarray, vae_params)
+    st = None if stats is None else jax.tree.map(jnp.asarray, stats)
+    batches = (method.preprocess(jnp.asarray(data.batch(i, bs)["x"])) for i in range(n))
+    mask, kl = infer_active_variables(
+        lambda x, k: kl_of(vp, st, x, k), batches, jax.random.key(config.seed)
+    )
+    if mixing_logit is not None:
+        marked = np.asarray(mixing_logit) <= STORED_INACTIVE_LOGIT + 0.5
+        inactive = np.asarray(mask) == 0
+        if marked.any() and not np.array_equal(marked, inactive):
+            print(
+                f"drop_inactive_var: the data ({n} batches of {bs}) marks channels "
+                f"{np.flatnonzero(inactive).tolist()} inactive, the checkpoint's mixing logits "
+                f"(-15) {np.flatnonzero(marked).tolist()}; using the data's",
+                file=sys.stderr,
+            )
+    return mask

@@ -126,7 +126,7 @@ def _resample(key: str, path: tuple, module: Upsample | Downsample) -> list[Entr
 def _ncsnpp_modules(net: NCSNpp) -> Iterator[tuple[tuple, Any, str]]:
     """(jaxdiff path, module, kind) for each entry of the official ``all_modules``, in order."""
     cfg = net.cfg
-    if net.fourier is not None:
+    if cfg["embedding_type"] == "fourier":  # (LSGM's random_fourier is outside all_modules)
         yield ("fourier",), net.fourier, "fourier"
     if net.temb0 is not None:
         yield ("temb0",), net.temb0, "linear"
@@ -393,11 +393,15 @@ def read_score_sde(path: str, trainable: list[str] | None = None) -> OfficialChe
 
 def check_score_sde_sigmas(net: NCSNpp, sigmas: np.ndarray | None) -> list[str]:
     """Differences between the stored VE noise levels (``sigmas``: geometric from sigma_max to
-    sigma_min) and the network's labels ``label_scale * sigma(t)`` at t = 1 and t = 0."""
+    sigma_min) and the network's labels ``label_scale * sigma(t)`` at t = 1 and t = 0; for a
+    discrete-time model (which divides by ``sigmas[label]``) also their number."""
     if sigmas is None or net.cfg["ve_sigma"] is None:
         return []
     lo, hi = (net.cfg["label_scale"] * s for s in net.cfg["ve_sigma"])
     diffs = []
+    n = net.cfg.get("num_scales", 0)
+    if n and len(sigmas) != n:
+        diffs.append(f"noise levels: checkpoint {len(sigmas)}, config num_scales {n}")
     if not np.isclose(float(sigmas[0]), hi, rtol=1e-5):
         diffs.append(f"sigma_max: checkpoint {float(sigmas[0]):.6g}, config label {hi:.6g}")
     if not np.isclose(float(sigmas[-1]), lo, rtol=1e-5):

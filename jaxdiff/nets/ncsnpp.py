@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
@@ -60,7 +61,10 @@ class NCSNpp(nnx.Module):
         ``'none' | 'input_skip' | 'residual'``; progressive_combine: ``'sum' | 'cat'``.
       embedding_type: ``'fourier'`` (Gaussian Fourier features of log t, scale ``fourier_scale``)
         or ``'positional'`` (sinusoidal embedding of ``time_scale * t``: 999 for VP DDPM++ cont.,
-        1000 for LSGM, 1 for DDGAN's integer step labels).
+        1000 for LSGM, 1 for DDGAN's integer step labels), or ``'random_fourier'`` (LSGM's
+        ``--embedding_type fourier``, ``RandomFourierEmbedding``: ``embedding_dim / 2``
+        frequencies ``W ~ N(0, fourier_scale^2)`` (``--embedding_scale``, 16 in its help), the
+        features ``[sin, cos](t 2 pi W)`` of t itself, not its log, size ``embedding_dim``).
       embedding_dim: sinusoidal size / half the Fourier size (default nf); the time MLP has width
         4 * embedding_dim (LSGM: 128 -> 512 with nf 512).
       conditional: time conditioning on/off. init_scale: init of the last conv of each block.
@@ -75,6 +79,14 @@ class NCSNpp(nnx.Module):
         ``centered = False`` on jaxdiff's [-1, 1] data, whose VE process has twice its sigmas.
       scale_by_sigma: divide the output by ``sigma(t)`` (score_sde's ``model.scale_by_sigma``;
         needs the VE noise levels).
+      num_scales: if > 0, a discrete-time score_sde model (``training.continuous False``) with N
+        noise levels (``models/utils.py: get_score_fn``). VE: the positional embedding sees the
+        integer label ``i = round((1 - t)(N - 1))`` and ``sigma`` is the grid's level at it,
+        ``sigma(1 - i / (N - 1))`` (the official ``sigmas[i]``, times ``1 / label_scale``). VP
+        (``vp_beta = (beta_min, beta_max)``): the label is ``time_scale * t`` as for continuous
+        models, and the output is multiplied by ``std(t) / sqrt(1 - alphabar_j)`` with
+        ``j = floor((N - 1) t)`` on the chain ``beta_k = linspace(beta_min / N, beta_max / N)``:
+        an eps-parameterised score ``-out / std(t)`` is the official ``-model / std_j``.
       mixing_logit_init: if not None, a per-channel learnt logit (LSGM's mixed score) is created
         as ``self.mixing_logit`` (shape (out_ch,)); the network does not use it itself.
       dtype: compute dtype; parameters, the time embedding, norm statistics and the output conv
@@ -115,13 +127,15 @@ class NCSNpp(nnx.Module):
         ve_sigma_max: float = 0.0,
         label_scale: float = 1.0,
         scale_by_sigma: bool = False,
+        num_scales: int = 0,
+        vp_beta: Sequence[float] = (),
         mixing_logit_init: float | None = None,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         assert progressive in ("none", "output_skip", "residual")
         assert progressive_input in ("none", "input_skip", "residual")
-        assert embedding_type in ("fourier", "positional")
+        assert embedding_type in ("fourier", "positional", "random_fourier")
         assert resblock_type in ("ddpm", "biggan")
         if (ve_sigma_min > 0) != (ve_sigma_max > 0) or ve_sigma_min > ve_sigma_max:
             raise ValueError(
@@ -130,6 +144,10 @@ class NCSNpp(nnx.Module):
             )
         if scale_by_sigma and not ve_sigma_max:
             raise ValueError("scale_by_sigma needs the VE noise levels ve_sigma_min/ve_sigma_max")
+        if num_scales and not ve_sigma_max and len(vp_beta) != 2:
+            raise ValueError("num_scales needs the VE noise levels or vp_beta (beta_min, beta_max)")
+        if num_scales and ve_sigma_max and embedding_type != "positional":
+            raise ValueError("a discrete-time VE model embeds its integer label: positional")
         out_ch = out_ch or in_ch
         self.cfg = dict(
             in_ch=in_ch,
@@ -148,6 +166,8 @@ class NCSNpp(nnx.Module):
             ve_sigma=(float(ve_sigma_min), float(ve_sigma_max)) if ve_sigma_max else None,
             label_scale=float(label_scale),
             scale_by_sigma=scale_by_sigma,
+            num_scales=int(num_scales),
+            vp_beta=tuple(float(b) for b in vp_beta) if num_scales else None,
         )
         self.dtype = dtype
         self.num_levels = len(ch_mult)
@@ -156,10 +176,9 @@ class NCSNpp(nnx.Module):
         self.emb_dim = emb
 
         # Time embedding: Fourier features of log t or sinusoids of time_scale * t, then an MLP.
+        n_freq = {"fourier": emb, "random_fourier": emb // 2}.get(embedding_type)
         self.fourier = (
-            GaussianFourierEmbedding(emb, fourier_scale, rngs=rngs)
-            if embedding_type == "fourier"
-            else None
+            GaussianFourierEmbedding(n_freq, fourier_scale, rngs=rngs) if n_freq else None
         )
         temb_in = 2 * emb if embedding_type == "fourier" else emb
         temb_dim = 4 * emb if conditional else None
@@ -286,14 +305,45 @@ class NCSNpp(nnx.Module):
         lo, hi = self.cfg["ve_sigma"]
         return lo * (hi / lo) ** t.astype(jnp.float32)
 
+    def ve_label(self, t: Float[Array, " b"]) -> Float[Array, " b"]:
+        """A discrete-time VE model's integer label ``round((1 - t)(N - 1))`` (as float32)."""
+        n = self.cfg["num_scales"]
+        return jnp.round((1.0 - t.astype(jnp.float32)) * (n - 1))
+
+    def used_sigma(self, t: Float[Array, " b"]) -> Float[Array, " b"]:
+        """The VE noise level the output is divided by: ``sigma(t)``, or for a discrete-time
+        model the grid's level at its label."""
+        n = self.cfg["num_scales"]
+        return self.sigma(1.0 - self.ve_label(t) / (n - 1) if n else t)
+
+    def vp_discrete_factor(self, t: Float[Array, " b"]) -> Float[Array, " b"]:
+        """``std(t) / sqrt(1 - alphabar_j)``, ``j = floor((N - 1) t)``: the continuous VP std over
+        the official chain's (float32 betas and stds, the products accumulated in float64 as
+        torch's CPU cumprod does)."""
+        n = self.cfg["num_scales"]
+        b0, b1 = self.cfg["vp_beta"]
+        betas = np.linspace(b0 / n, b1 / n, n, dtype=np.float32)
+        alphabar = np.cumprod((1.0 - betas).astype(np.float64)).astype(np.float32)
+        table = jnp.asarray(np.sqrt(1.0 - alphabar))
+        t = t.astype(jnp.float32)
+        j = jnp.clip((t * (n - 1)).astype(jnp.int32), 0, n - 1)  # (t in [0, 1]: no-op)
+        std = jnp.sqrt(-jnp.expm1(-0.5 * t**2 * (b1 - b0) - t * b0))
+        return std / table[j]
+
     def time_embedding(self, t: Float[Array, " b"]) -> Float[Array, "b e"] | None:
         """Time embedding in float32 (computed outside autocast in the references)."""
         if not self.cfg["conditional"]:
             return None
         t = t.astype(jnp.float32)
-        if self.cfg["ve_sigma"] is not None:
+        if self.cfg["ve_sigma"] is not None and self.cfg["num_scales"]:
+            t = self.ve_label(t)
+        elif self.cfg["ve_sigma"] is not None:
             t = self.cfg["label_scale"] * self.sigma(t)
-        if self.fourier is not None:
+        if self.cfg["embedding_type"] == "random_fourier":  # LSGM: t @ (W 2 pi), W scaled first
+            w = jax.lax.stop_gradient(self.fourier.W[...]) * 2.0 * 3.14159265359
+            proj = t[:, None] * w[None, :]
+            e = jnp.concatenate([jnp.sin(proj), jnp.cos(proj)], axis=-1)
+        elif self.fourier is not None:
             e = self.fourier(jnp.log(t))
         else:
             e = sinusoidal_embedding(t * self.cfg["time_scale"], self.emb_dim)
@@ -383,7 +433,9 @@ class NCSNpp(nnx.Module):
         if cfg["output_tanh"]:
             out = jnp.tanh(out)
         if cfg["scale_by_sigma"]:
-            out = out / self.sigma(t)[:, None, None, None]
+            out = out / self.used_sigma(t)[:, None, None, None]
+        if cfg["vp_beta"] is not None and cfg["ve_sigma"] is None:
+            out = out * self.vp_discrete_factor(t)[:, None, None, None]
         return out.astype(jnp.float32)
 
 
