@@ -15,11 +15,16 @@ diffrax Euler-Maruyama at 10 NFE, batch 10^4, with a cheap Gaussian score, and d
 run of ``configs/compare/vp.py``): FID of ``--fid_num`` samples (one seed, the same for every
 row) against NFE in {5, 10, 20, 50} for DDIM, DPM-Solver++(2M), UniPC, EM and the Heun
 probability-flow ODE solver, all on the log-SNR grid, plus the adaptive Tsit5 reference.
+
+``--cld_seeds S`` is the seed-resolved CLD comparison (paired SW / floor differences; sizes,
+NFEs and samplers by ``--cld_num``, ``--cld_nfes``, ``--cld_samplers gddim,gddim:order=3,...``)
+and ``--floor_scan 10000,100000`` the SW floor's pair-to-pair spread against the sample size.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -129,24 +134,50 @@ def spread(x, mix):
     return float(jnp.mean(jnp.min(d2, axis=-1) / (x.shape[-1] * mix.stds[k] ** 2)))
 
 
-def cld_seeds(seeds, num, projections, nfes=(20, 50), floor_repeats=8, only=None):
+def _sampler_spec(spec):
+    """``name`` or ``name:key=value:...`` (integer values), e.g. ``gddim:order=3``."""
+    name, *opts = spec.split(":")
+    options = {k: int(v) for k, v in (o.split("=") for o in opts)}
+    return name, make_sampler(name, **options)
+
+
+def floor_scan(sizes, projections, repeats=8, data="25gaussians"):
+    """SW between pairs of exact sample sets of each size: the floor and its relative spread
+    from pair to pair (the noise of one SW / floor value), to size the seed-resolved runs."""
+    mix = mixture_25gaussians() if data == "25gaussians" else random_mixture(
+        jax.random.key(0), dim=64, num_components=16)  # fmt: skip
+    sw = jax.jit(functools.partial(sliced_wasserstein, num_projections=projections))
+    out = []
+    for n in sizes:
+        vals = []
+        for k in jax.random.split(jax.random.key(1), repeats):
+            k1, k2, k3 = jax.random.split(k, 3)
+            vals.append(float(sw(k3, mix.sample(k1, n), mix.sample(k2, n))))
+        v = np.array(vals)
+        out.append({"data": data, "n": n, "projections": projections, "floor": float(v.mean()),
+                    "rel_std": float(v.std(ddof=1) / v.mean())})  # fmt: skip
+        print(out[-1], flush=True)
+    return out
+
+
+def cld_seeds(seeds, num, projections, nfes=(20, 50), floor_repeats=8, only=None,
+              samplers=CLD_SAMPLERS):  # fmt: skip
     """Seed-resolved CLD comparison: per data set a floor from ``floor_repeats`` pairs of true
     sets of size ``num`` (its spread is the noise scale of one SW / floor value), then for every
-    seed s fresh prior draws, a fresh truth set and fresh projections shared by all samplers."""
+    seed s fresh prior draws, a fresh truth set and fresh projections shared by all samplers
+    (``samplers``: names or ``name:key=value`` specs, the first one the reference of the paired
+    differences)."""
     sets = {
         "25gaussians": mixture_25gaussians(),
         "mixture64": random_mixture(jax.random.key(0), dim=64, num_components=16),
     }
     process = CLD()
     rows, floors = [], {}
+    sw_of = jax.jit(functools.partial(sliced_wasserstein, num_projections=projections))
     for data, mix in sets.items():
         if only and data not in only:
             continue
         score = mixture_score_fn(process, mix.weights, mix.means, mix.stds)
-
-        def sw_of(key, x, y):
-            return sliced_wasserstein(key, x, y, num_projections=projections)
-
         pairs = []
         for k in jax.random.split(jax.random.key(1), floor_repeats):
             k1, k2, k3 = jax.random.split(k, 3)
@@ -157,21 +188,24 @@ def cld_seeds(seeds, num, projections, nfes=(20, 50), floor_repeats=8, only=None
                         "truth_spread": true_spread}  # fmt: skip
         print(data, floors[data], flush=True)
         for nfe in nfes:
-            fns = {
-                name: _sample_fn(process, score, make_sampler(name), (num, mix.dim), nfe - 1)
-                for name in CLD_SAMPLERS
-            }
+            fns = {}
+            for spec in samplers:
+                _, sampler = _sampler_spec(spec)
+                fns[spec] = _sample_fn(process, score, sampler, (num, mix.dim), nfe - 1)
             for seed in range(seeds):
                 k_sample, k_truth, k_proj = jax.random.split(jax.random.key(100 + seed), 3)
                 truth = mix.sample(k_truth, num)
                 for name, fn in fns.items():
-                    out = fn(k_sample)
+                    t0 = time.perf_counter()
+                    out = jax.block_until_ready(fn(k_sample))
+                    secs = time.perf_counter() - t0
                     ms = mode_stats(out.data, mix)
                     rows.append({
                         "data": data, "sampler": name, "nfe": int(out.nfe), "seed": seed,
                         "sw_ratio": float(sw_of(k_proj, out.data, truth)) / floor,
                         "hq": float(ms["high_quality_frac"]), "modes": int(ms["modes_covered"]),
                         "mode_kl": float(ms["mode_kl"]), "spread": spread(out.data, mix),
+                        "seconds": secs,
                     })  # fmt: skip
                     print(rows[-1], flush=True)
     return rows, floors
@@ -182,20 +216,25 @@ def _pm(rows, key):
     return f"{v.mean():.4f} +- {v.std(ddof=1):.4f}"
 
 
-def cld_table(rows):
-    """Markdown: mean +- std over seeds, and the paired difference from gDDIM's SW / floor."""
+def cld_table(rows, ref_name="gddim"):
+    """Markdown: mean +- std over seeds, and the paired difference from ``ref_name``'s SW / floor
+    (mean +- std over seeds, its standard error, and in how many seeds it is positive)."""
     lines = ["| data | NFE | sampler | SW / floor | HQ fraction | spread | mode KL | modes (min) "
-             "| SW / floor minus gDDIM's |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"| SW / floor minus {ref_name}'s (std; s.e.; seeds > 0) |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     keys = dict.fromkeys((r["data"], r["nfe"]) for r in rows)
     for data, nfe in keys:
         cell = [r for r in rows if r["data"] == data and r["nfe"] == nfe]
-        ref = {r["seed"]: r["sw_ratio"] for r in cell if r["sampler"] == "gddim"}
+        ref = {r["seed"]: r["sw_ratio"] for r in cell if r["sampler"] == ref_name}
         for name in dict.fromkeys(r["sampler"] for r in cell):
             mine = [r for r in cell if r["sampler"] == name]
             sw = np.array([r["sw_ratio"] for r in mine])
             hq = np.array([r["hq"] for r in mine])
             diff = np.array([r["sw_ratio"] - ref[r["seed"]] for r in mine])
-            d = "" if name == "gddim" else f"{diff.mean():+.3f} +- {diff.std(ddof=1):.3f}"
+            se = diff.std(ddof=1) / np.sqrt(len(diff))
+            d = "" if name == ref_name else (
+                f"{diff.mean():+.3f} +- {diff.std(ddof=1):.3f}; {se:.3f}; "
+                f"{int((diff > 0).sum())}/{len(diff)}")  # fmt: skip
             lines.append(
                 f"| {data} | {nfe} | {name} | {sw.mean():.3f} +- {sw.std(ddof=1):.3f} | "
                 f"{hq.mean():.3f} +- {hq.std(ddof=1):.3f} | {_pm(mine, 'spread')} | "
@@ -205,7 +244,7 @@ def cld_table(rows):
 
 
 def trained(workdir, stats, num, nfes=TRAINED_NFES, names=TRAINED_SAMPLERS, grid="logsnr",
-            out=None):  # fmt: skip
+            out=None, reference=True):  # fmt: skip
     """FID of ``num`` samples of the run in ``workdir`` for each sampler and NFE (the final
     denoising step counted; 2-NFE-per-step solvers at the odd NFE below), NFE by NFE, then the
     run's adaptive Tsit5 (rtol = atol = 1e-3) for reference. One seed for all rows: the same
@@ -213,12 +252,15 @@ def trained(workdir, stats, num, nfes=TRAINED_NFES, names=TRAINED_SAMPLERS, grid
     from jaxdiff import api
 
     rows = []
-    cells = [(n, nfe) for nfe in nfes for n in names] + [("ode_tsit5", None)]
+    # A run that ends with a denoising step (VP digits) spends one NFE on it; LSGM's latent
+    # sampler does not denoise (its SamplingSpec has denoise=False), so every NFE is a step.
+    extra = int(getattr(getattr(api.restore(workdir).method, "sampling", None), "denoise", True))
+    cells = [(n, nfe) for nfe in nfes for n in names] + ([("ode_tsit5", None)] if reference else [])
     for name, nfe in cells:
         if nfe is None:
             run_ = api.restore(workdir, sampler=name, rtol=1e-3, atol=1e-3)
         else:
-            steps = max((nfe - 1) // EVALS.get(name, 1), 1)
+            steps = max((nfe - extra) // EVALS.get(name, 1), 1)
             run_ = api.restore(workdir, sampler=name, steps=steps, grid=grid)
         t0 = time.perf_counter()
         res = api.sample_quality(run_, num, stats, seed=0)
@@ -254,6 +296,28 @@ def trained_table(rows):
     return "\n".join(lines)
 
 
+def trained_figure(rows, path):
+    """FID against NFE, one line per sampler (the adaptive reference as a horizontal line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name in dict.fromkeys(r["sampler"] for r in rows if r["grid"] != "adaptive"):
+        pts = sorted((r["nfe"], r["fid"]) for r in rows
+                     if r["sampler"] == name and r["grid"] != "adaptive")  # fmt: skip
+        ax.plot(*zip(*pts, strict=True), "o-", label=name)
+    for r in rows:
+        if r["grid"] == "adaptive":
+            ax.axhline(r["fid"], color="k", lw=0.7, ls="--",
+                       label=f"{r['sampler']} (adaptive, {r['nfe']} NFE)")  # fmt: skip
+    ax.set(xscale="log", xlabel="NFE", ylabel=f"FID ({rows[0]['num']} samples)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def plan(data, grids, nfes):
     """Every NFE on the first (default) grid; the other grids at 10 and 20 NFE on 25-Gaussians
     only; the 64-d set at 10, 20 and 50 NFE (a full sweep takes hours on a loaded CPU)."""
@@ -275,27 +339,53 @@ def main():
     ap.add_argument("--fid_stats", default=None, help="with --trained: reference statistics")
     ap.add_argument("--fid_num", type=int, default=300, help="with --trained: samples per cell")
     ap.add_argument("--nfes", default="5,10,20,50", help="with --trained: NFEs, in this order")
+    ap.add_argument("--trained_samplers", default=",".join(TRAINED_SAMPLERS),
+                    help="with --trained: the samplers")  # fmt: skip
+    ap.add_argument("--no_reference", action="store_true",
+                    help="with --trained: skip the adaptive Tsit5 reference")  # fmt: skip
+    ap.add_argument("--trained_figure", default=None, help="with --trained: FID vs NFE figure")
     ap.add_argument("--cld_seeds", type=int, default=0, help="seed-resolved CLD comparison")
     ap.add_argument("--cld_num", type=int, default=10_000, help="with --cld_seeds: samples")
     ap.add_argument("--projections", type=int, default=1024, help="with --cld_seeds: SW dirs")
     ap.add_argument("--cld_data", default=None, help="with --cld_seeds: e.g. mixture64")
+    ap.add_argument("--cld_nfes", default="20,50", help="with --cld_seeds: NFEs")
+    ap.add_argument("--cld_samplers", default=",".join(CLD_SAMPLERS),
+                    help="with --cld_seeds: names or name:key=value specs; the first is the "
+                    "reference of the paired differences")  # fmt: skip
+    ap.add_argument("--floor_scan", default=None,
+                    help="only the SW floor and its pair-to-pair spread at these sizes, "
+                    "e.g. 1000,10000,100000 (with --projections, --cld_data)")  # fmt: skip
     args = ap.parse_args()
     if args.cld_seeds:
         only = args.cld_data.split(",") if args.cld_data else None
-        rows, floors = cld_seeds(args.cld_seeds, args.cld_num, args.projections, only=only)
+        nfes = [int(x) for x in args.cld_nfes.split(",")]
+        samplers = args.cld_samplers.split(",")
+        rows, floors = cld_seeds(args.cld_seeds, args.cld_num, args.projections, nfes,
+                                 only=only, samplers=samplers)  # fmt: skip
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"rows": rows, "floors": floors, "num": args.cld_num,
                            "projections": args.projections}, f, indent=1)  # fmt: skip
         print(floors)
-        print(cld_table(rows))
+        print(cld_table(rows, samplers[0]))
+        return
+    if args.floor_scan:
+        sizes = [int(x) for x in args.floor_scan.split(",")]
+        rows = floor_scan(sizes, args.projections, data=args.cld_data or "25gaussians")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"floor_scan": rows}, f, indent=1)
         return
     if args.trained:
         if not args.fid_stats:
             ap.error("--trained needs --fid_stats STATS.npz (`jaxdiff fid-stats`)")
         nfes = [int(x) for x in args.nfes.split(",")]
-        rows = trained(args.trained, args.fid_stats, args.fid_num, nfes, out=args.json)
+        names = args.trained_samplers.split(",")
+        rows = trained(args.trained, args.fid_stats, args.fid_num, nfes, names, out=args.json,
+                       reference=not args.no_reference)  # fmt: skip
         print(trained_table(rows))
+        if args.trained_figure:
+            trained_figure(rows, args.trained_figure)
         return
     if args.overhead:
         for name, secs in overhead().items():
