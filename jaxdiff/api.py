@@ -213,10 +213,12 @@ def import_checkpoint(config: ml_collections.ConfigDict, ckpt: str, workdir: str
     if config.method == "lsgm":
         state, step = _import_lsgm_state(config, ckpt)
         return _write_import(config, ckpt, workdir, state, step)
-    if config.method not in ("score", "ddgan") or model.get("name") != "ncsnpp":
+    nets = {"score": ("ncsnpp", "ddpm"), "ddgan": ("ncsnpp",)}  # score_sde's DDPM is an NCSNpp
+    if model.get("name") not in nets.get(config.method, ()):
         raise importers.CheckpointMismatch(
-            "import reads score_sde_pytorch / CLD-SGM NCSN++ checkpoints into score models and "
-            f"DDGAN generators; the config has method {config.method!r} with network "
+            "import reads score_sde_pytorch (NCSN++, DDPM++, DDPM) / CLD-SGM checkpoints into "
+            "score models and DDGAN generators; the config has method "
+            f"{config.method!r} with network "
             f"{model.get('name')!r}"
         )
     if model.get("ve_sigma_max", 0.0) and process.get("name") == "ve":

@@ -389,7 +389,7 @@ def build_method(config, data_shape: tuple[int, ...] | None = None, **sampling: 
 # Data
 
 _PATH_DATASETS = ("npz", "folder")
-_TFDS_DATASETS = ("cifar10", "mnist", "celeba_hq_256", "lsun_church")
+_TFDS_DATASETS = ("cifar10", "mnist", "celeba_hq_256", "lsun_church", "lsun_bedroom")
 
 
 def build_data(config, seed: int | None = None):

@@ -20,7 +20,9 @@ CONFIGS = sorted(
     if p.name not in ("__init__.py", "base.py", "common.py")
 )
 # one example's shape for the data sets that cannot be read offline
-SHAPES = {"cifar10": (32, 32, 3), "celeba_hq_256": (256, 256, 3), "mnist": (32, 32, 1)}
+SHAPES = {"cifar10": (32, 32, 3), "celeba_hq_256": (256, 256, 3), "mnist": (32, 32, 1),
+          "lsun_church": (256, 256, 3),
+          "lsun_bedroom": (256, 256, 3)}  # fmt: skip
 
 
 class Tracked:
@@ -70,6 +72,8 @@ def _shape(config) -> tuple[int, ...]:
     try:
         return tuple(build.build_data(config).shape)
     except MissingDatasetError:
+        if config.data.name == "folder":  # the user's images, resized to image_size
+            return (config.data.image_size, config.data.image_size, 3)
         return SHAPES[config.data.name]
 
 

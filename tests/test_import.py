@@ -8,6 +8,7 @@ official code saves them, fixed inputs and the official outputs. No torch here.
 
 from __future__ import annotations
 
+import importlib
 import json
 import pathlib
 
@@ -139,6 +140,13 @@ RELEASED_MORE = {
     "subvp/cifar10_ddpmpp_deep_continuous": ("configs.subvp.cifar10_ddpmpp_deep", "vp_ddpmpp_deep"),
     "ve/cifar10_ncsnpp_deep_continuous": ("configs.ve.cifar10_ncsnpp_deep", "ve_ncsnpp_deep"),
     "ve/celebahq_256_ncsnpp_continuous": ("configs.ve.celebahq256_ncsnpp", "ve_ncsnpp_celebahq256"),
+    # church's network is CelebA-HQ 256's (only the sigmas buffer's values differ)
+    "ve/church_ncsnpp_continuous": ("configs.ve.church256_ncsnpp", "ve_ncsnpp_celebahq256"),
+    "ve/bedroom_ncsnpp_continuous": ("configs.ve.bedroom256_ncsnpp", "ve_ncsnpp_celebahq256"),
+    "ve/ffhq_256_ncsnpp_continuous": ("configs.ve.ffhq256_ncsnpp", "ve_ncsnpp_celebahq256"),
+    "vp/cifar10_ddpm": ("configs.vp.cifar10_ddpm", "ddpm"),
+    "vp/cifar10_ddpm_continuous": ("configs.vp.cifar10_ddpm_continuous", "ddpm"),
+    "subvp/cifar10_ddpm_continuous": ("configs.subvp.cifar10_ddpm_continuous", "ddpm"),
 }
 
 
@@ -161,6 +169,71 @@ def test_full_size_discrete_deep_and_256_networks_map_completely(name):
         len([k for k in shapes if not importers._score_sde_frozen(k)])
         == record["ema_shadow_params"]
     )
+    assert zoo.count_params_abstract(model) == record["num_params"]
+
+
+def seeded_state_dict(shapes: list, seed: int) -> dict[str, np.ndarray]:
+    """tools/make_import_fixtures.py's ``seeded_state_dict``: the DDPM fixture's official
+    weights, drawn again from its parameter list ([key, shape], ``named_parameters`` order)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, shape in shapes:
+        z = rng.standard_normal(shape)
+        if len(shape) == 1:
+            base = 1.0 if "GroupNorm" in key and key.endswith("weight") else 0.0
+            out[key] = (base + 0.2 * z).astype(np.float32)
+        else:
+            fan_in = int(np.prod(shape)) // (shape[1] if key.endswith(".W") else shape[0])
+            out[key] = (z / np.sqrt(fan_in)).astype(np.float32)
+    return out
+
+
+DDPM_SMALL = dict(nf=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), image_size=16)
+DDPM_SCORES = {  # jaxdiff config -> the official score of the fixture it gives
+    "configs.vp.cifar10_ddpm_continuous": "score_vp",
+    "configs.vp.cifar10_ddpm": "score_vp_discrete",
+    "configs.subvp.cifar10_ddpm_continuous": "score_subvp",
+}
+
+
+@pytest.mark.parametrize("module", sorted(DDPM_SCORES))
+def test_ddpm_matches_the_official_network(module):
+    """score_sde's DDPM U-Net (``models/ddpm.py``: 32-group GroupNorms, DDPM blocks, no skip
+    rescaling) at width 32: jaxdiff's ``ddpm`` network through the NCSN++ map gives the official
+    ``model(x, 999 t)`` (continuous configs) and each config's score equals the official
+    ``get_score_fn`` of its SDE (VP, VP discrete, sub-VP) to 1e-5 relative."""
+    method, net = small_method(module, **DDPM_SMALL)
+    fx = np.load(FIX / "score_sde_ddpm.npz")
+    sd = seeded_state_dict(json.loads(str(fx["shapes"])), seed=1)
+    abstract = nnx.to_pure_dict(nnx.state(net))
+    params = importers.apply_map(importers.ncsnpp_map(net), sd, abstract)
+    x = jnp.asarray(fx["x"]).transpose(0, 2, 3, 1)
+    t = jnp.asarray(fx["t"])
+    if not net.cfg["num_scales"]:
+        out = np.asarray(method.net.apply(params, x, t)).transpose(0, 3, 1, 2)
+        assert rel_err(out, fx["out"]) < 1e-5
+    score = np.asarray(method.score_fn(params)(x, t)).transpose(0, 3, 1, 2)
+    assert rel_err(score, fx[DDPM_SCORES[module]]) < 1e-5
+    # the three official scores differ (VP vs sub-VP std, the chain's std at j = floor(999 t))
+    others = [fx[k] for k in DDPM_SCORES.values() if k != DDPM_SCORES[module]]
+    assert min(rel_err(o, fx[DDPM_SCORES[module]]) for o in others) > 1e-5
+
+
+def test_full_size_ffhq1024_network_maps_completely():
+    """score_sde's VE NCSN++ for FFHQ 1024 (``ve/ffhq_1024_ncsnpp_continuous``, configs/ve/
+    ffhq_ncsnpp_continuous.py: nf 16, eight levels, one block each) maps onto the full-size
+    official state dict both ways, with the official parameter and EMA counts."""
+    model = importlib.import_module("configs.ve.ffhq1024_ncsnpp").get_config().model
+    record = json.loads((FIX / "full_size_keys.json").read_text())["score_sde"][
+        "ve_ncsnpp_ffhq1024"
+    ]
+    shapes = importers.strip_prefix({k: tuple(s) for k, s in record["model"]})
+    net = zoo.build_net_abstract(model)
+    abstract = nnx.to_pure_dict(nnx.state(net))
+    entries = importers.ncsnpp_map(net)
+    assert importers.map_problems(entries, shapes, abstract, importers.SCORE_SDE_BUFFERS) == []
+    frozen = [k for k in shapes if importers._score_sde_frozen(k)]
+    assert len(shapes) - len(frozen) == record["ema_shadow_params"]
     assert zoo.count_params_abstract(model) == record["num_params"]
 
 

@@ -105,7 +105,7 @@ USED_REPOS: set[str] = set()
 def import_score_sde(repo: str):
     torch = use_repo(repo)
     import sde_lib  # noqa: F401  (models.utils imports it)
-    from models import ncsnpp  # noqa: F401  (registers 'ncsnpp')
+    from models import ddpm, ncsnpp  # noqa: F401  (register 'ddpm' and 'ncsnpp')
     from models import utils as mutils
     from models.ema import ExponentialMovingAverage
 
@@ -189,6 +189,56 @@ def score_sde_fixture(
     np.savez(os.path.join(out_dir, f"{name}.npz"), **record)
     n = sum(p.numel() for p in model.parameters())
     print(f"{name}: {n} parameters, |out| {np.abs(record['out_ema']).mean():.3g}")
+
+
+def seeded_state_dict(shapes: list, seed: int) -> dict[str, np.ndarray]:
+    """Seeded float32 weights in numpy for the official parameter list ``shapes`` ([key, shape]
+    in ``named_parameters`` order), as ``randomize`` draws them; tests/test_import.py draws the
+    same ones (the DDPM fixture stores its key list, not its weights: at the 32-group width the
+    official network needs, a state dict would be ~2 MB)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, shape in shapes:
+        z = rng.standard_normal(shape)
+        if len(shape) == 1:
+            base = 1.0 if "GroupNorm" in key and key.endswith("weight") else 0.0
+            out[key] = (base + 0.2 * z).astype(np.float32)
+        else:
+            fan_in = int(np.prod(shape)) // (shape[1] if key.endswith(".W") else shape[0])
+            out[key] = (z / np.sqrt(fan_in)).astype(np.float32)
+    return out
+
+
+def score_sde_ddpm_fixture(out_dir: str, repo: str, name: str, **overrides) -> None:
+    """score_sde's ``DDPM`` (models/ddpm.py) at reduced width with ``seeded_state_dict`` weights:
+    ``model(x, 999 t)`` and the scores of ``get_score_fn`` for the VP SDE in continuous and
+    discrete time (vp/cifar10_ddpm_continuous, vp/cifar10_ddpm) and the sub-VP SDE
+    (subvp/cifar10_ddpm_continuous), with the parameter list in the npz."""
+    torch, sde_lib, mutils, _ = import_score_sde(repo)
+    config = score_sde_config("vp_ddpmpp", name="ddpm", **overrides)
+    model = mutils.get_model("ddpm")(config)
+    shapes = [[k, list(p.shape)] for k, p in model.named_parameters()]
+    weights = seeded_state_dict(shapes, seed=1)
+    with torch.no_grad():
+        for k, p in model.named_parameters():
+            p.copy_(torch.from_numpy(weights[k]))
+    model.eval()
+    c, s = config.data.num_channels, config.data.image_size
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, c, s, s, generator=g) * 0.5
+    t = torch.tensor([0.3004, 0.8])
+    vp = sde_lib.VPSDE(config.model.beta_min, config.model.beta_max, 1000)
+    subvp = sde_lib.subVPSDE(config.model.beta_min, config.model.beta_max, 1000)
+    record = {"x": x.numpy(), "t": t.numpy(), "shapes": np.array(json.dumps(shapes))}
+    with torch.no_grad():
+        record["out"] = model(x, 999 * t).numpy()
+        for key, sde, continuous in (("vp", vp, True), ("vp_discrete", vp, False),
+                                     ("subvp", subvp, True)):  # fmt: skip
+            score_fn = mutils.get_score_fn(sde, model, train=False, continuous=continuous)
+            record[f"score_{key}"] = score_fn(x, t).numpy()
+    np.savez(os.path.join(out_dir, f"{name}.npz"), **record)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"{name}: {n} parameters, |out| {np.abs(record['out']).mean():.3g}")
 
 
 def score_sde_full_keys(repo: str, kind: str, **overrides) -> dict:
@@ -505,6 +555,20 @@ def score_sde_all(args) -> dict:
                       continuous=False, **dict(small, nf=4, num_res_blocks=1))  # fmt: skip
     keys = {kind: score_sde_full_keys(args.score_sde, kind)
             for kind in ("vp_ddpmpp", "vp_ncsnpp", "ve_ncsnpp")}  # fmt: skip
+    # score_sde's DDPM (vp/cifar10_ddpm, vp/ and subvp/cifar10_ddpm_continuous: one network) at
+    # width 32 (its GroupNorms have 32 groups), one block per level, 16 px
+    ddpm_small = dict(nf=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,),
+                      data=dict(image_size=16))  # fmt: skip
+    score_sde_ddpm_fixture(args.out, args.score_sde, "score_sde_ddpm", **ddpm_small)
+    keys["ddpm"] = score_sde_full_keys(args.score_sde, "vp_ddpmpp", name="ddpm", num_res_blocks=2)
+    # ve/ffhq_1024_ncsnpp_continuous (configs/ve/ffhq_ncsnpp_continuous.py); the LSUN bedroom /
+    # church and FFHQ 256 networks are CelebA-HQ 256's (their sigma_max only sets the buffer)
+    keys["ve_ncsnpp_ffhq1024"] = score_sde_full_keys(
+        args.score_sde, "ve_ncsnpp", data=dict(image_size=1024), nf=16,
+        ch_mult=(1, 2, 4, 8, 16, 32, 32, 32), num_res_blocks=1, dropout=0.0,
+        progressive="output_skip", progressive_input="input_skip", sigma_max=1348.0,
+        num_scales=2000, ema_rate=0.9999,
+    )  # fmt: skip
     # vp/cifar10_ddpmpp (discrete) has vp_ddpmpp's keys; subvp's deep model vp's deep one's
     keys["ve_ncsnpp_discrete"] = score_sde_full_keys(args.score_sde, "ve_ncsnpp", continuous=False)
     for kind in ("vp_ddpmpp", "ve_ncsnpp"):

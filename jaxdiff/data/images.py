@@ -33,7 +33,8 @@ from jaxdiff.data.toy import process_slice
 
 
 class MissingDatasetError(FileNotFoundError):
-    """A tfds data set is not prepared (as array_record) under the given data_dir."""
+    """A tfds data set is not prepared (as array_record) under the given data_dir, or an image
+    folder that does not exist."""
 
 
 class BadImageError(ValueError):
@@ -328,6 +329,8 @@ def folder_data(
     wrong. ``skip_bad``: such files (all pixels decoded up front) are left out instead, counted
     in ``skipped`` and reported on stderr.
     """
+    if not pathlib.Path(path).is_dir():
+        raise MissingDatasetError(f"image folder {path!r} does not exist (put the images there)")
     files = sorted(p for p in pathlib.Path(path).rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no {'/'.join(_IMAGE_SUFFIXES)} images under {path}")
@@ -443,6 +446,11 @@ def lsun_church_data(*, resolution: int = 256, **kwargs) -> ImageData:
     return tfds_data("lsun/church_outdoor", resolution=resolution, crop=True, **kwargs)
 
 
+def lsun_bedroom_data(*, resolution: int = 256, **kwargs) -> ImageData:
+    """LSUN bedroom (tfds ``lsun/bedroom``), centre-cropped and resized."""
+    return tfds_data("lsun/bedroom", resolution=resolution, crop=True, **kwargs)
+
+
 _IMAGE_BUILDERS: dict[str, Callable[..., ImageData]] = {
     "digits": digits_data,
     "mnist_offline": mnist_offline_data,
@@ -452,6 +460,7 @@ _IMAGE_BUILDERS: dict[str, Callable[..., ImageData]] = {
     "mnist": mnist_data,
     "celeba_hq_256": celeba_hq_256_data,
     "lsun_church": lsun_church_data,
+    "lsun_bedroom": lsun_bedroom_data,
 }
 
 IMAGE_DATA_NAMES = tuple(_IMAGE_BUILDERS)

@@ -419,7 +419,9 @@ class Imported:
 
 
 def import_score_sde(path: str, net: NCSNpp) -> Imported:
-    """score_sde_pytorch's ``checkpoint_*.pth`` (DDPM++ / NCSN++, VP, sub-VP or VE) or CLD-SGM's
+    """score_sde_pytorch's ``checkpoint_*.pth`` (DDPM++ / NCSN++, VP, sub-VP or VE; its ``ddpm``
+    models too: ``models/ddpm.py``'s ``all_modules`` is NCSN++'s with DDPM blocks, and
+    ``jaxdiff.nets.ddpm.DDPM`` is an ``NCSNpp``) or CLD-SGM's
     (the same layout and module order, without the ``sigmas`` buffer) onto the NCSN++ ``net``
     (an abstract module is enough). The stored VE noise levels must match the network's labels;
     neither file stores other arguments (CLD-SGM keeps its config in a separate text file)."""

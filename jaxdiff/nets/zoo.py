@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from jaxdiff.nets.ddpm import DDPM
 from jaxdiff.nets.discriminators import DDGANDiscriminator
 from jaxdiff.nets.flat_vae import FlatVAE, ToyVAE
 from jaxdiff.nets.fourier_mlp import FourierMLPDiscriminator, FourierMLPGenerator
@@ -29,6 +30,7 @@ from jaxdiff.nets.vae import NVAE, ConvVAE
 
 CONSTRUCTORS: dict[str, Callable[..., nnx.Module]] = {
     "ncsnpp": NCSNpp,
+    "ddpm": DDPM,
     "ddgan_discriminator": DDGANDiscriminator,
     "nvae": NVAE,
     "conv_vae": ConvVAE,
@@ -41,7 +43,7 @@ CONSTRUCTORS: dict[str, Callable[..., nnx.Module]] = {
     "fourier_mlp_generator": FourierMLPGenerator,
     "fourier_mlp_discriminator": FourierMLPDiscriminator,
 }
-_IMAGE_NETS = {"ncsnpp", "ddgan_discriminator", "nvae", "conv_vae"}  # these take ``dtype``
+_IMAGE_NETS = {"ncsnpp", "ddpm", "ddgan_discriminator", "nvae", "conv_vae"}  # these take ``dtype``
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -148,6 +150,27 @@ def ddpmpp_cifar10_continuous() -> ml_collections.ConfigDict:
         time_scale=999.0,  # [code] models/utils.py: labels = t * 999 for continuous VP
         init_scale=0.0,  # [code]
         centered=True,  # [code] data.centered
+    )
+
+
+def ddpm_cifar10() -> ml_collections.ConfigDict:
+    """score_sde's DDPM U-Net (``models/ddpm.py``, Ho et al. 2020) of the released
+    ``vp/cifar10_ddpm``, ``vp/cifar10_ddpm_continuous`` and ``subvp/cifar10_ddpm_continuous``
+    (configs/vp/ddpm/cifar10.py, cifar10_continuous.py, configs/subvp/cifar10_ddpm_continuous.py:
+    the same model section), 35.2M parameters."""
+    return _cfg(
+        name="ddpm",  # [code] model.name 'ddpm'
+        image_size=32,  # [code] data.image_size (default_cifar10_configs)
+        in_ch=3,  # [code] data.num_channels
+        nf=128,  # [code] model.nf
+        ch_mult=(1, 2, 2, 2),  # [code] model.ch_mult
+        num_res_blocks=2,  # [code] model.num_res_blocks
+        attn_resolutions=(16,),  # [code] model.attn_resolutions
+        dropout=0.1,  # [code] default_cifar10_configs model.dropout
+        resamp_with_conv=True,  # [code] model.resamp_with_conv
+        conditional=True,  # [code] model.conditional
+        centered=True,  # [code] data.centered True
+        time_scale=999.0,  # [code] models/utils.py: VP / sub-VP labels = t * 999
     )
 
 
@@ -412,6 +435,7 @@ PAPER_CONFIGS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "ddpmpp_cifar10_continuous": ddpmpp_cifar10_continuous,
     "ncsnpp_cifar10_vp_continuous": ncsnpp_cifar10_vp_continuous,
     "ncsnpp_cifar10_ve_continuous": ncsnpp_cifar10_ve_continuous,
+    "ddpm_cifar10": ddpm_cifar10,
     "ddgan_cifar10_generator": ddgan_cifar10_generator,
     "ddgan_cifar10_discriminator": ddgan_cifar10_discriminator,
     "ddgan_celebahq256_generator": ddgan_celebahq256_generator,
