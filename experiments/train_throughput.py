@@ -19,8 +19,13 @@ chip's peak at the measured precision) the MFU of each row is ``flops / (seconds
 ``--toy``: the older table instead, the toy VP config's steps/s on 1 and 8 forced CPU devices at
 n_jitted_steps 1 and 10 (each device count in its own process).
 
+DDGAN runs with R1 on every step (``lazy_reg`` off, as the official comparison in
+``experiments/official_speed.py``): with the config's ``lazy_reg`` 15 the step's time would
+depend on the step number (``lax.cond``).
+
     python experiments/train_throughput.py [--configs ddpmpp cld ddgan lsgm] [--batch 8]
         [--reps 2] [--jitted 1 5] [--precision float32] [--loop auto] [--peak-tflops T]
+        [--no-fwd-bwd] [--json rows.json]
     python experiments/train_throughput.py --toy [--steps 400]
 """
 
@@ -119,15 +124,19 @@ def run(name: str, args):
     config = importlib.import_module(CONFIGS[name]).get_config()
     config.training.precision = args.precision
     config.training.batch_size = args.batch
+    if name == "ddgan":
+        config.ddgan.lazy_reg = 0  # R1 on every step (the official comparison's D step)
     method = build_method(config, data_shape=(32, 32, 3))
     x = jax.random.uniform(jax.random.key(0), (args.batch, 32, 32, 3), minval=-1, maxval=1)
     state = method.init(jax.random.key(1), {"x": x})
     host_state = jax.device_get(state)
     row = dict(config=name)
 
-    grad_fn, grad_args = _fwd_bwd(method, state, x)
-    first, med = _timed(lambda: grad_fn(*grad_args), args.reps)
-    yield dict(row, what="fwd+bwd", s=med, compile_s=first - med)
+    if args.fwd_bwd:
+        grad_fn, grad_args = _fwd_bwd(method, state, x)
+        first, med = _timed(lambda: grad_fn(*grad_args), args.reps)
+        yield dict(row, what="fwd+bwd", s=med, compile_s=first - med)
+        del grad_fn, grad_args
 
     step = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))
     flops = _step_flops(step, state, {"x": x}, jax.random.key(2))
@@ -232,10 +241,12 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--jitted", type=int, nargs="+", default=[1, 5])
+    ap.add_argument("--jitted", type=int, nargs="*", default=[1, 5])
     ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--loop", default="auto", choices=["auto", "dispatch", "unroll", "scan"])
     ap.add_argument("--peak-tflops", type=float, default=0.0, help="peak TFLOP/s for the MFU")
+    ap.add_argument("--no-fwd-bwd", dest="fwd_bwd", action="store_false", help="skip fwd+bwd")
+    ap.add_argument("--json", default="", help="also write the rows to this JSON file")
     ap.add_argument("--toy", action="store_true", help="the toy 1 vs 8 device table instead")
     ap.add_argument("--steps", type=int, default=400, help="--toy: steps timed")
     ap.add_argument("--toy-worker", type=int, default=0, help=argparse.SUPPRESS)
@@ -252,8 +263,13 @@ def main() -> None:
           f"batch {args.batch}, {args.precision}, loop {args.loop}")  # fmt: skip
     print("| config | what | s/step | img/s | compile s | / bare | TFLOP/step | MFU |")
     print("|---|---|---|---|---|---|---|---|")
+    rows = []
     for name in args.configs:
         for r in run(name, args):
+            rows.append(r)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(rows, f, indent=1)
             ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
             tf = f"{r['flops'] / 1e12:.3f}" if r.get("flops") else ""
             mfu = ""

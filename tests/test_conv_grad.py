@@ -1,0 +1,106 @@
+"""``layers.conv2d``: XLA's convolution with a matmul (im2col) kernel gradient on the CPU.
+
+The value must be bit-identical to ``lax.conv_general_dilated``; first and second reverse-mode
+derivatives and forward-mode tangents equal to float rounding (issue #13).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxdiff.nets import layers
+
+DN = ("NHWC", "HWIO", "NHWC")
+CASES = [  # (kernel, strides, padding)
+    (3, (1, 1), "SAME"),
+    (1, (1, 1), "SAME"),
+    (3, (2, 2), "VALID"),
+    (3, (1, 1), ((2, 0), (1, 1))),
+]
+
+
+def _ref(x, w, strides, padding):
+    return jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
+
+
+def _fast(x, w, strides, padding):
+    return layers.conv2d(x, w, strides, padding, dimension_numbers=DN)
+
+
+def _data(k):
+    x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))
+    w = jax.random.normal(jax.random.key(1), (k, k, 3, 4)) * 0.3
+    w2 = jax.random.normal(jax.random.key(2), (k, k, 4, 2)) * 0.3
+    return x, w, w2
+
+
+@pytest.fixture(autouse=True)
+def _matmul_mode(monkeypatch):
+    monkeypatch.setenv("JAXDIFF_CONV_GRAD", "matmul")
+
+
+@pytest.mark.parametrize("k, strides, padding", CASES)
+def test_value_bit_identical_and_gradients_match(k, strides, padding):
+    x, w, _ = _data(k)
+    np.testing.assert_array_equal(_fast(x, w, strides, padding), _ref(x, w, strides, padding))
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, strides, padding)))
+
+    g_fast = jax.grad(loss(_fast), argnums=(0, 1))(x, w)
+    g_ref = jax.grad(loss(_ref), argnums=(0, 1))(x, w)
+    for a, b in zip(g_fast, g_ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k, strides, padding", CASES[:3])
+def test_second_order_r1_and_forward_mode(k, strides, padding):
+    """R1-style double backward through two layers, and jvp in both arguments."""
+    x, w, w2 = _data(k)
+
+    def r1(conv):
+        def d(w, w2, x):
+            return jnp.sum(conv(jax.nn.silu(conv(x, w, strides, "SAME")), w2, strides, padding))
+
+        return lambda w, w2, x: jnp.sum(jax.grad(d, argnums=2)(w, w2, x) ** 2)
+
+    g_fast = jax.grad(r1(_fast), argnums=(0, 1))(w, w2, x)
+    g_ref = jax.grad(r1(_ref), argnums=(0, 1))(w, w2, x)
+    for a, b in zip(g_fast, g_ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+    tangents = (jnp.cos(x), jnp.sin(w))
+    _, t_fast = jax.jvp(lambda x, w: _fast(x, w, strides, padding), (x, w), tangents)
+    _, t_ref = jax.jvp(lambda x, w: _ref(x, w, strides, padding), (x, w), tangents)
+    np.testing.assert_allclose(t_fast, t_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_gradient_is_a_matmul_and_xla_mode_falls_back(monkeypatch):
+    """The kernel gradient's program has no convolution in it (one dot); ``xla`` is plain."""
+    x, w, _ = _data(3)
+
+    def conv_count():  # a new function each time: the mode is read when tracing
+        grad_w = jax.grad(lambda w: jnp.sum(_fast(x, w, (1, 1), "SAME") ** 2))
+        return jax.jit(grad_w).lower(w).as_text().count("stablehlo.convolution")
+
+    assert conv_count() == 1  # the forward value only
+    monkeypatch.setenv("JAXDIFF_CONV_GRAD", "xla")
+    assert conv_count() == 2  # forward + XLA's kernel-gradient convolution
+
+
+def test_nnx_conv_uses_it():
+    conv = layers.conv(3, 4, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(3), (2, 5, 5, 3))
+    ref = _ref(x, conv.kernel[...], (1, 1), "SAME") + conv.bias[...]
+    np.testing.assert_array_equal(conv(x), ref)
+    assert conv.conv_general_dilated is layers.conv2d
+
+    graphdef, params = nnx.split(conv)
+
+    def loss(params):  # the module's own call takes the matmul path: one convolution left
+        return jnp.sum(nnx.merge(graphdef, params)(x) ** 2)
+
+    text = jax.jit(jax.grad(loss)).lower(params).as_text()
+    assert text.count("stablehlo.convolution") == 1
