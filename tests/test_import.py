@@ -294,15 +294,26 @@ def test_cld_outputs_match_the_official_network():
         assert rel_err(out.transpose(0, 3, 1, 2), fx[f"out_{which}"]) < 1e-5, which
 
 
-def test_full_size_cld_network_maps_completely():
-    record = json.loads((FIX / "full_size_keys.json").read_text())["cld"]["cifar10"]
+def _cld_net(name: str) -> dict:
+    """The CLD network of a released checkpoint: CIFAR-10, or CelebA-HQ-256's post-paper config
+    (configs/cld/celebahq256.py) and the paper's (the same with n_resblocks 2)."""
+    if name == "cifar10":
+        return zoo.ncsnpp_cifar10_cld()
+    model = importlib.import_module("configs.cld.celebahq256").get_config().model
+    over = {"num_res_blocks": 2} if name.endswith("_paper") else {}
+    return zoo.with_overrides(model, image_size=256, in_ch=6, out_ch=3, **over)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "celebahq256", "celebahq256_paper"])
+def test_full_size_cld_network_maps_completely(name):
+    record = json.loads((FIX / "full_size_keys.json").read_text())["cld"][name]
     shapes = importers.strip_prefix({k: tuple(s) for k, s in record["model"]})
-    net = zoo.build_net_abstract(zoo.ncsnpp_cifar10_cld())
+    net = zoo.build_net_abstract(_cld_net(name))
     abstract = nnx.to_pure_dict(nnx.state(net))
     assert importers.map_problems(importers.ncsnpp_map(net), shapes, abstract) == []
     trainable = [k for k in shapes if not importers._score_sde_frozen(k)]
     assert len(trainable) == record["ema_shadow_params"]
-    assert zoo.count_params_abstract(zoo.ncsnpp_cifar10_cld()) == record["num_params"]
+    assert zoo.count_params_abstract(_cld_net(name)) == record["num_params"]
 
 
 DDGAN_G_SMALL = dict(image_size=16, nf=8, ch_mult=(1, 2), attn_resolutions=(8,), nz=8,

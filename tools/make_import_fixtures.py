@@ -334,9 +334,9 @@ def cld_fixture(out_dir: str, repo: str, name: str, **overrides) -> None:
     print(f"{name}: {n} parameters, |out| {np.abs(record['out_ema']).mean():.3g}")
 
 
-def cld_full_keys(repo: str) -> dict:
+def cld_full_keys(repo: str, **overrides) -> dict:
     torch, mutils, _ = import_cld(repo)
-    model = mutils.create_model(cld_config())
+    model = mutils.create_model(cld_config(**overrides))
     sd = data_parallel_keys(model.state_dict())
     return {
         "model": [[k, list(v.shape)] for k, v in sd.items()],
@@ -590,7 +590,23 @@ def others(args) -> dict:
     cld_fixture(args.out, args.cld, "cld_ncsnpp", **cld_small)
     cld_keys = cld_full_keys(args.cld)
     print(f"full-size CLD: {len(cld_keys['model'])} tensors, {cld_keys['num_params']} parameters")
-    return {"cld": {"cifar10": cld_keys}, "ddgan": ddgan_fixtures(args.out, args.ddgan)}
+    return {"cld": {"cifar10": cld_keys, **cld_celebahq_keys(args.cld)},
+            "ddgan": ddgan_fixtures(args.out, args.ddgan)}  # fmt: skip
+
+
+# configs/specific_celeba_post_paper.txt (the released CelebA-HQ-256 file is the post-paper or the
+# paper model: specific_celeba_paper.txt differs only in n_resblocks 2)
+CLD_CELEBAHQ = dict(
+    image_size=256, ch_mult="1,1,2,2,2,2,2", attn_resolutions="16", use_fir=False,
+    progressive="none", progressive_input="none", embedding_type="positional", n_resblocks=4,
+)  # fmt: skip
+
+
+def cld_celebahq_keys(repo: str) -> dict:
+    return {
+        "celebahq256": cld_full_keys(repo, **CLD_CELEBAHQ),
+        "celebahq256_paper": cld_full_keys(repo, **{**CLD_CELEBAHQ, "n_resblocks": 2}),
+    }
 
 
 if __name__ == "__main__":
