@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -348,13 +349,55 @@ def _import_lsgm_state(config: ml_collections.ConfigDict, ckpt: str) -> tuple[Tr
         opt["batch_stats"] = {"vae": as_jax(stats)}
     if has_score and lsgm.get("drop_inactive_var", False):  # not in the file: from the data
         logit = imp.prior["mixing_logit"]
-        opt["is_active"] = import_lsgm.active_from_data(
+        opt["is_active"] = _lsgm_active_from_data(
             config, method, vae_params, stats if method.bn_stats else None, logit
         )
     step = imp.step + (int(lsgm.stage1_steps) if has_score else 0)
     state = state.replace(step=jnp.asarray(step, jnp.int32), params=params, ema=ema,
                           opt_state=opt)  # fmt: skip
     return state, step
+
+
+def _lsgm_active_from_data(
+    config: ml_collections.ConfigDict, method, vae_params: dict, stats: dict | None,
+    mixing_logit: np.ndarray | None = None,
+) -> jax.Array:  # fmt: skip
+    """The active-channel mask [c] of an imported stage-2 LSGM model with
+    ``drop_inactive_var``, measured as LSGM does on the config's training data
+    (``import_lsgm.infer_active_variables``): ``min(1001, one epoch)`` batches of the stage-2
+    batch size (``lsgm.batch_size_stage2``, else ``training.batch_size``: the official batch per
+    GPU times the GPUs), preprocessed as for training, the key ``config.seed``. When the stored
+    ``mixing_logit`` marks channels (-15) that the data does not, or the reverse (e.g. a VAE
+    trained on in stage 2), that is said on stderr; the data's mask is kept."""
+    from jaxdiff.io import import_lsgm
+    from jaxdiff.methods.lsgm_vae_io import channel_kl
+
+    data = build.build_data(config)
+    bs = int(config.lsgm.get("batch_size_stage2", 0) or config.training.batch_size)
+    n = min(import_lsgm.MAX_ACTIVE_BATCHES, max(1, getattr(data, "num_examples", bs) // bs))
+
+    @jax.jit
+    def kl_of(vp, st, x, key):
+        enc = method.vae(vp, st, train=False).encode(x, key)
+        return channel_kl(enc, method.n_top, method.num_nf)
+
+    vp = jax.tree.map(jnp.asarray, vae_params)
+    st = None if stats is None else jax.tree.map(jnp.asarray, stats)
+    batches = (method.preprocess(jnp.asarray(data.batch(i, bs)["x"])) for i in range(n))
+    mask, _ = import_lsgm.infer_active_variables(
+        lambda x, k: kl_of(vp, st, x, k), batches, jax.random.key(config.seed)
+    )
+    if mixing_logit is not None:
+        marked = np.asarray(mixing_logit) <= import_lsgm.STORED_INACTIVE_LOGIT + 0.5
+        inactive = np.asarray(mask) == 0
+        if marked.any() and not np.array_equal(marked, inactive):
+            print(
+                f"drop_inactive_var: the data ({n} batches of {bs}) marks channels "
+                f"{np.flatnonzero(inactive).tolist()} inactive, the checkpoint's mixing logits "
+                f"(-15) {np.flatnonzero(marked).tolist()}; using the data's",
+                file=sys.stderr,
+            )
+    return mask
 
 
 def restore(

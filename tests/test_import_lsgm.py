@@ -307,7 +307,6 @@ def test_api_imports_an_lsgm_checkpoint_and_samples(tmp_path, monkeypatch, capsy
     The random fixture's channels all carry more than 0.1 nats, so the threshold is moved
     between their KLs here to get both kinds (one import for both checks: each costs minutes)."""
     from jaxdiff import api
-    from jaxdiff.methods import lsgm_vae_io
 
     name = "lsgm_mnist_small"
     config = fixture_config(name)
@@ -318,7 +317,7 @@ def test_api_imports_an_lsgm_checkpoint_and_samples(tmp_path, monkeypatch, capsy
     def between(kl_fn, batches, key):  # LSGM's threshold first, then one between the KLs
         batches = list(batches)
         seen["mask"], seen["kl"] = real(kl_fn, batches, key)
-        monkeypatch.setattr(lsgm_vae_io, "INACTIVE_KL", float(np.median(seen["kl"])))
+        monkeypatch.setattr(IL, "INACTIVE_KL", float(np.median(seen["kl"])))
         return real(kl_fn, batches, key)
 
     monkeypatch.setattr(IL, "infer_active_variables", between)

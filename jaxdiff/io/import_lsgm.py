@@ -21,7 +21,6 @@ frequencies ``temb_fun.w``, from ``util/utils.py: RandomFourierEmbedding``).
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -419,6 +418,7 @@ def import_lsgm(
 
 MAX_ACTIVE_BATCHES = 1001  # batches 0..max_iter of train_vae.py's loop, max_iter 1000
 STORED_INACTIVE_LOGIT = -15.0  # train_vada.py: dae.mixing_logit[inactive] = -15
+INACTIVE_KL = 0.1  # nats, train_vae.py: kl_meter.avg > 0.1 (= methods.lsgm_vae_io.INACTIVE_KL)
 
 
 def infer_active_variables(
@@ -430,8 +430,6 @@ def infer_active_variables(
     batch's per-channel KL of the top scale (``lsgm_vae_io.channel_kl``), averaged over the
     batches with equal weights (LSGM's ``AvgrageMeter`` updated with n = 1 per batch); the mask
     is 1.0 where the average exceeds 0.1 nats."""
-    from jaxdiff.methods.lsgm_vae_io import INACTIVE_KL
-
     total, n = None, 0
     for i, x in enumerate(batches):
         kl = kl_fn(x, jax.random.fold_in(key, i))
@@ -441,47 +439,3 @@ def infer_active_variables(
         raise ValueError("drop_inactive_var: no training batch to measure the channels on")
     kl = total / n
     return (kl > INACTIVE_KL).astype(jnp.float32), kl
-
-
-def active_from_data(
-    config: Any,
-    method: Any,
-    vae_params: dict,
-    stats: dict | None,
-    mixing_logit: Float[np.ndarray, " c"] | None = None,
-) -> Float[Array, " c"]:
-    """The active-channel mask of an imported stage-2 model with ``drop_inactive_var``, measured
-    as LSGM does on the config's training data: ``min(1001, one epoch)`` batches of the stage-2
-    batch size (``lsgm.batch_size_stage2``, else ``training.batch_size``: the official batch per
-    GPU times the GPUs), preprocessed as for training, the key ``config.seed``. When the stored
-    ``mixing_logit`` marks channels (-15) that the data does not, or the reverse (e.g. a VAE
-    trained on in stage 2), that is said on stderr; the data's mask is kept."""
-    from jaxdiff import build
-    from jaxdiff.methods.lsgm_vae_io import channel_kl
-
-    data = build.build_data(config)
-    bs = int(config.lsgm.get("batch_size_stage2", 0) or config.training.batch_size)
-    n = min(MAX_ACTIVE_BATCHES, max(1, getattr(data, "num_examples", bs) // bs))
-
-    @jax.jit
-    def kl_of(vp, st, x, key):
-        enc = method.vae(vp, st, train=False).encode(x, key)
-        return channel_kl(enc, method.n_top, method.num_nf)
-
-    vp = jax.tree.map(jnp.asarray, vae_params)
-    st = None if stats is None else jax.tree.map(jnp.asarray, stats)
-    batches = (method.preprocess(jnp.asarray(data.batch(i, bs)["x"])) for i in range(n))
-    mask, kl = infer_active_variables(
-        lambda x, k: kl_of(vp, st, x, k), batches, jax.random.key(config.seed)
-    )
-    if mixing_logit is not None:
-        marked = np.asarray(mixing_logit) <= STORED_INACTIVE_LOGIT + 0.5
-        inactive = np.asarray(mask) == 0
-        if marked.any() and not np.array_equal(marked, inactive):
-            print(
-                f"drop_inactive_var: the data ({n} batches of {bs}) marks channels "
-                f"{np.flatnonzero(inactive).tolist()} inactive, the checkpoint's mixing logits "
-                f"(-15) {np.flatnonzero(marked).tolist()}; using the data's",
-                file=sys.stderr,
-            )
-    return mask
