@@ -176,6 +176,7 @@ def test_unknown_name_lists_known():
         "mnist",
         "celeba_hq_256",
         "lsun_church",
+        "lsun_bedroom",
     }
 
 
