@@ -48,6 +48,16 @@ from jaxdiff.train.step import StepSettings
 IDENTITY_SECTIONS = ("method", "process", "objective", "model", "data", "ddgan", "lsgm")
 
 
+def absent_key_defaults() -> dict[str, Any]:
+    """``section.key -> value`` that the build uses when an identity section lacks the key (the
+    settings dataclasses' defaults): a workdir stored before the key existed ran with it."""
+    return {
+        f"lsgm.{f.name}": f.default
+        for f in dataclasses.fields(LSGMSettings)
+        if f.default is not dataclasses.MISSING
+    }
+
+
 class ConfigError(ValueError):
     """A config (or command-line option) names something that does not exist or does not fit."""
 

@@ -127,6 +127,28 @@ def test_identity_sections_cover_every_model_defining_section(tmp_path):
         api.check_workdir(config, str(tmp_path))
 
 
+def test_workdir_accepts_keys_added_since_at_their_defaults(tmp_path):
+    """A run stored before a key existed resumes when the key keeps the value the build uses for
+    an absent key; any other value, or a changed key, names the dotted key."""
+    from configs.toy.lsgm import get_config
+    from jaxdiff import api
+
+    config = get_config()
+    api.store_config(config, str(tmp_path))
+    assert "nll_prior" not in config.lsgm and "diffusion_steps" not in config.lsgm
+    config.lsgm.nll_prior = "ode"  # as a config written after the keys were added
+    config.lsgm.diffusion_steps = 1000
+    api.check_workdir(config, str(tmp_path))  # both at their defaults: the same run
+    config.lsgm.diffusion_steps = 100
+    with pytest.raises(api.WorkdirError, match=r"\+lsgm\.diffusion_steps") as e:
+        api.check_workdir(config, str(tmp_path))
+    assert "nll_prior" not in str(e.value)
+    config = get_config()
+    config.lsgm.vae.hidden = 7
+    with pytest.raises(api.WorkdirError, match=r"'lsgm\.vae\.hidden'"):
+        api.check_workdir(config, str(tmp_path))
+
+
 def test_points_from_an_npz_are_seeded_batches(tmp_path):
     from configs.toy.vp import get_config
 
