@@ -31,21 +31,31 @@ def random_cov(rng, d, floor=0.5):
 # FID
 
 
-def test_fid_closed_form_diagonal():
+@pytest.mark.parametrize("method", ["eigh", "sqrtm"])
+def test_fid_closed_form_diagonal(method):
     """Commuting (diagonal) covariances: |dmu|^2 + sum (sqrt a - sqrt b)^2."""
     a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 0.25])
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, -1.0])
     want = 1 + 9 + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-    assert F.fid_from_stats(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(want, rel=1e-12)
+    got = F.fid_from_stats(mu1, np.diag(a), mu2, np.diag(b), method=method)
+    assert got == pytest.approx(want, rel=1e-12)
 
 
-def test_fid_general_covariances_match_symmetric_form():
+def test_fid_general_covariances_match_symmetric_form_and_reference_sqrtm():
+    """The default (eigenvalues of S2^1/2 S1 S2^1/2) against the test's S1^1/2 S2 S1^1/2 form
+    and the reference code's Schur sqrtm of the non-symmetric product."""
     rng = np.random.default_rng(0)
-    for d in (1, 5, 64):
+    for d in (1, 5, 64, 512):
         s1, s2 = random_cov(rng, d), random_cov(rng, d)
         mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
         want = fid_symmetric(mu1, s1, mu2, s2)
-        assert F.fid_from_stats(mu1, s1, mu2, s2) == pytest.approx(want, rel=1e-9, abs=1e-9)
+        reference = F.fid_from_stats(mu1, s1, mu2, s2, method="sqrtm")
+        assert reference == pytest.approx(want, rel=1e-9, abs=1e-9)
+        assert F.fid_from_stats(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-9, abs=1e-9)
+        # the memoised square root of a reused reference gives the same value again
+        assert F.fid_from_stats(mu1, s1, mu2, s2) == F.fid_from_stats(mu1, s1, mu2, s2)
+    with pytest.raises(ValueError, match="method"):
+        F.fid_from_stats(mu1, s1, mu2, s2, method="newton")
 
 
 def test_fid_identical_sets_is_zero():
@@ -73,13 +83,15 @@ def test_fid_of_sampled_gaussians():
 
 
 def test_fid_singular_covariances(monkeypatch):
-    """Rank-deficient covariances (n < d): sqrtm stays finite and matches the symmetric form
-    (to 1e-6: sqrtm of a singular product is less accurate); if sqrtm fails (older scipy), the
+    """Rank-deficient covariances (n < d): both methods match the symmetric form (sqrtm to 1e-6:
+    its square root of a singular product is less accurate); if sqrtm fails (older scipy), the
     reference's fallback adds eps * I and warns."""
     x = np.random.default_rng(0).normal(size=(5, 10))  # rank-4 covariances in 10-d
     y = np.random.default_rng(1).normal(size=(5, 10))
     want = fid_symmetric(*F.feature_stats(x), *F.feature_stats(y))
-    assert F.fid(x, y) == pytest.approx(want, rel=1e-6)
+    assert F.fid(x, y) == pytest.approx(want, rel=1e-9)
+    stats = (*F.feature_stats(x), *F.feature_stats(y))
+    assert F.fid_from_stats(*stats, method="sqrtm") == pytest.approx(want, rel=1e-6)
     sqrtm, calls = F.scipy.linalg.sqrtm, []
 
     def failing_once(a):
@@ -88,7 +100,7 @@ def test_fid_singular_covariances(monkeypatch):
 
     monkeypatch.setattr(F.scipy.linalg, "sqrtm", failing_once)
     with pytest.warns(UserWarning, match="singular"):
-        assert F.fid(x, y) == pytest.approx(want, rel=1e-4)
+        assert F.fid_from_stats(*stats, method="sqrtm") == pytest.approx(want, rel=1e-4)
     assert len(calls) == 2
 
 

@@ -1,14 +1,15 @@
 """Sample-quality metrics from Inception features: FID, KID, IS, precision/recall, density/coverage.
 
 Inputs are feature sets (pool3, ``(n, 2048)``) or logits (``(n, 1008)``) from
-:mod:`jaxdiff.eval.inception`. FID, KID and IS follow the reference code's formulas in float64
-numpy; the k-NN metrics compute their distance matrices in float32 JAX, in row blocks, so 50,000
-x 50,000 never sits in memory.
+:mod:`jaxdiff.eval.inception`. FID (by eigenvalues; the reference's ``sqrtm`` on request), KID
+and IS follow the reference code's formulas in float64 numpy; the k-NN metrics compute their
+distance matrices in float32 JAX, in row blocks, so 50,000 x 50,000 never sits in memory.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import warnings
 
 import jax
@@ -28,14 +29,49 @@ def feature_stats(features: Float[np.ndarray, "n d"]) -> tuple[np.ndarray, np.nd
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def fid_from_stats(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
-    """``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``, the reference formula in float64.
+_SQRT_MEMO: dict[str, np.ndarray] = {}  # sha256 of a covariance -> its square root (<= 4)
 
-    As the reference code: if ``sqrtm(S1 S2)`` is not finite (singular product), ``eps * I`` is
-    added to both covariances; an imaginary part from round-off is dropped when it is below
-    1e-3 (larger ones raise).
+
+def psd_sqrt(s: Float[np.ndarray, "d d"]) -> np.ndarray:
+    """The symmetric square root of a positive semi-definite matrix (``eigh``; eigenvalues below
+    zero from round-off are clipped)."""
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def _sqrt_of(s: np.ndarray) -> np.ndarray:
+    """``psd_sqrt``, memoised on the matrix's bytes: a table of FIDs against one reference set
+    takes its square root once."""
+    s = np.ascontiguousarray(s, np.float64)
+    key = hashlib.sha256(s.tobytes()).hexdigest() + str(s.shape)
+    if key not in _SQRT_MEMO:
+        while len(_SQRT_MEMO) >= 4:
+            _SQRT_MEMO.pop(next(iter(_SQRT_MEMO)))
+        _SQRT_MEMO[key] = psd_sqrt(s)
+    return _SQRT_MEMO[key]
+
+
+def fid_from_stats(
+    mu1: np.ndarray,
+    sigma1: np.ndarray,
+    mu2: np.ndarray,
+    sigma2: np.ndarray,
+    eps: float = 1e-6,
+    method: str = "eigh",
+) -> float:
+    """``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` in float64.
+
+    ``method = 'eigh'`` (default) uses ``tr (S1 S2)^(1/2) = tr (R S1 R)^(1/2)`` with ``R =
+    S2^(1/2)``: the trace of a matrix square root is the sum of the square roots of its
+    eigenvalues, and ``S1 S2`` is similar to the symmetric PSD ``R S1 R``, so two ``eigh`` calls
+    replace scipy's Schur ``sqrtm`` (87 s -> 21 s for d = 2048 on 2 busy cores; ``R`` of a reused
+    reference ``S2`` is memoised, so a table of FIDs pays one ``eigvalsh`` each). It agrees
+    with the reference code's ``sqrtm`` to round-off (tests/test_fid.py) and needs no ``eps``
+    on singular products.
+
+    ``method = 'sqrtm'`` is the reference code's algorithm: if ``sqrtm(S1 S2)`` is not finite
+    (singular product), ``eps * I`` is added to both covariances; an imaginary part from
+    round-off is dropped when it is below 1e-3 (larger ones raise).
     """
     mu1, mu2 = (
         np.atleast_1d(np.asarray(mu1, np.float64)),
@@ -48,6 +84,14 @@ def fid_from_stats(
     if mu1.shape != mu2.shape or s1.shape != s2.shape:
         raise ValueError(f"shapes differ: {mu1.shape} {mu2.shape} {s1.shape} {s2.shape}")
     diff = mu1 - mu2
+    if method == "eigh":
+        r = _sqrt_of(s2)
+        m = r @ s1 @ r
+        lam = np.linalg.eigvalsh((m + m.T) / 2)
+        tr_covmean = float(np.sqrt(np.clip(lam, 0, None)).sum())
+        return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
+    if method != "sqrtm":
+        raise ValueError(f"method is 'eigh' or 'sqrtm', got {method!r}")
     covmean = scipy.linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():
         warnings.warn(
