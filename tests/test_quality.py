@@ -113,14 +113,15 @@ def test_fid_during_training_is_logged_and_the_best_kept(model, tmp_path):
 
 @pytest.mark.slow
 def test_fid_of_digit_halves_is_stable_and_grows_with_blur(model):
-    """Two random halves of 400 offline digits: FID small and about the same for three seeds;
-    one half blurred more and more: FID against the other half grows monotonically."""
+    """Two random halves of 200 offline digits: FID small and about the same for three seeds;
+    one half blurred more and more: FID against the other half grows monotonically (measured:
+    halves 36.9 / 36.3 / 37.8, blurred 137.4 and 272.3)."""
     from scipy.ndimage import gaussian_filter
 
     from jaxdiff.data.images import digits_data
     from jaxdiff.eval import fid as F
 
-    images = digits_data(resolution=32).images(0, 400)
+    images = digits_data(resolution=32).images(0, 200)
     feats = quality.features(model, quality.batched(images, 100))["pool3"]
 
     def fid(a, b):
@@ -128,12 +129,12 @@ def test_fid_of_digit_halves_is_stable_and_grows_with_blur(model):
 
     halves = []
     for seed in range(3):
-        perm = np.random.default_rng(seed).permutation(400)
-        halves.append(fid(feats[perm[:200]], feats[perm[200:]]))
-    perm = np.random.default_rng(0).permutation(400)
-    a, b = perm[:200], perm[200:]
+        perm = np.random.default_rng(seed).permutation(200)
+        halves.append(fid(feats[perm[:100]], feats[perm[100:]]))
+    perm = np.random.default_rng(0).permutation(200)
+    a, b = perm[:100], perm[100:]
     blurred = [halves[0]]
-    for sigma in (1.4, 2.8):  # each blur costs 200 Inception passes (~30 s on 2 cores)
+    for sigma in (1.4, 2.8):  # each blur costs 100 Inception passes
         x = gaussian_filter(images[b], sigma=(0, sigma, sigma, 0), mode="nearest")
         blurred.append(fid(feats[a], quality.features(model, quality.batched(x, 100))["pool3"]))
     assert max(halves) < 1.25 * min(halves), halves  # stable across the random splits

@@ -21,6 +21,8 @@ TINY = [
     "--config.training.log_every=20",
     "--config.training.ckpt_every=100",
     "--config.training.eval_at_end=False",
+    "--config.eval.num_samples=500",  # `jaxdiff eval` on these runs: keys, not thresholds
+    "--config.eval.likelihood_examples=50",
     "--config.sampling.num=64",
     "--config.sampling.steps=20",
     "--noprogress",
