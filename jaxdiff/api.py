@@ -63,20 +63,21 @@ def _as_plain(x: Any) -> Any:
     return json.loads(json.dumps(x.to_dict() if hasattr(x, "to_dict") else x, default=list))
 
 
-def _differing_keys(old: Any, new: Any, prefix: str) -> list[str]:
-    """Dotted paths whose values differ between two plain (JSON) config sections; a key that
-    only ``new`` has is listed as ``+path``."""
+def _differing_keys(old: Any, new: Any, prefix: str, defaults: dict[str, Any]) -> list[str]:
+    """Dotted paths whose values differ between two plain (JSON) config sections. A key that
+    only ``new`` has is listed as ``+path``, unless it holds ``defaults[path]``."""
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return [] if old == new else [prefix]
     out = []
     for k in sorted(set(old) | set(new)):
         path = f"{prefix}.{k}"
         if k not in old:
-            out.append("+" + path)
+            if path not in defaults or _as_plain(defaults[path]) != new[k]:
+                out.append("+" + path)
         elif k not in new:
             out.append(path)
         else:
-            out += _differing_keys(old[k], new[k], path)
+            out += _differing_keys(old[k], new[k], path, defaults)
     return out
 
 
@@ -85,25 +86,18 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     A key that the stored run lacks (added to jaxdiff after it was trained) does not count when
     ``config`` holds it at the value the code uses for an absent key
-    (``build.ABSENT_KEY_DEFAULTS``): the stored run was trained with exactly that value."""
+    (``build.absent_key_defaults()``): the stored run was trained with exactly that value."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise WorkdirError(f"workdir {workdir!r} is a file, not a directory")
     if not os.path.exists(config_path(workdir)):
         return
     old = load_config(workdir)
     defaults = build.absent_key_defaults()
-    diffs = []
-    for s in build.IDENTITY_SECTIONS:
-        new_s = _as_plain(config.get(s))
-        for path in _differing_keys(_as_plain(old.get(s)), new_s, s):
-            if path.startswith("+"):
-                key = path[1:]
-                value = new_s
-                for part in key.split(".")[1:]:
-                    value = value[part]
-                if key in defaults and _as_plain(defaults[key]) == value:
-                    continue
-            diffs.append(path)
+    diffs = [
+        path
+        for s in build.IDENTITY_SECTIONS
+        for path in _differing_keys(_as_plain(old.get(s)), _as_plain(config.get(s)), s, defaults)
+    ]
     if diffs:
         raise WorkdirError(
             f"{workdir!r} holds a different run (method {old.get('method')!r}); config keys "
