@@ -109,5 +109,7 @@ def get_config(variant: str = "binary"):
         c.lsgm.vae = tiny_nvae()
         c.lsgm.score = tiny_ncsnpp()
         c.training.batch_size = 32  # [ours]
-        c.training.n_jitted_steps = 5  # [ours] short, unrolled on the CPU (design.md, #13)
+        # [ours] one step per call: compiles in 72-79 s on this CPU, where 5 compiled a one-step
+        # and a 5-step program (457 s in all); docs/lsgm.md
+        c.training.n_jitted_steps = 1
     return c
