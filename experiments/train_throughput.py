@@ -16,6 +16,10 @@ call's excess (the bare step: lowering + compilation). TFLOP/step is XLA's count
 bare step (lowered for the CPU where the accelerator reports none); with ``--peak-tflops`` (the
 chip's peak at the measured precision) the MFU of each row is ``flops / (seconds * peak)``.
 
+``--host-malloc default`` leaves glibc's malloc settings alone; by default the freed host heap is
+kept between steps as the command line keeps it (``jaxdiff/hostmem.py``: XLA's CPU temporaries are
+otherwise faulted in afresh every step).
+
 ``--toy``: the older table instead, the toy VP config's steps/s on 1 and 8 forced CPU devices at
 n_jitted_steps 1 and 10 (each device count in its own process).
 
@@ -25,7 +29,7 @@ depend on the step number (``lax.cond``).
 
     python experiments/train_throughput.py [--configs ddpmpp cld ddgan lsgm] [--batch 8]
         [--reps 2] [--jitted 1 5] [--precision float32] [--loop auto] [--peak-tflops T]
-        [--no-fwd-bwd] [--json rows.json]
+        [--no-fwd-bwd] [--json rows.json] [--host-malloc keep|default]
     python experiments/train_throughput.py --toy [--steps 400]
 """
 
@@ -247,6 +251,12 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=0.0, help="peak TFLOP/s for the MFU")
     ap.add_argument("--no-fwd-bwd", dest="fwd_bwd", action="store_false", help="skip fwd+bwd")
     ap.add_argument("--json", default="", help="also write the rows to this JSON file")
+    ap.add_argument(
+        "--host-malloc",
+        default="keep",
+        choices=["keep", "default"],
+        help="JAXDIFF_HOST_MALLOC (jaxdiff/hostmem.py): keep the freed heap or not",
+    )
     ap.add_argument("--toy", action="store_true", help="the toy 1 vs 8 device table instead")
     ap.add_argument("--steps", type=int, default=400, help="--toy: steps timed")
     ap.add_argument("--toy-worker", type=int, default=0, help=argparse.SUPPRESS)
@@ -257,10 +267,15 @@ def main() -> None:
     if args.toy:
         toy_table(args.steps)
         return
+    os.environ["JAXDIFF_HOST_MALLOC"] = args.host_malloc
+    from jaxdiff import hostmem
+
+    kept = hostmem.keep_host_memory()  # as `jaxdiff train` does, before JAX starts
     import jax
 
     print(f"# backend {jax.default_backend()}, {jax.device_count()} device(s), "
-          f"batch {args.batch}, {args.precision}, loop {args.loop}")  # fmt: skip
+          f"batch {args.batch}, {args.precision}, loop {args.loop}, "
+          f"host heap {'kept' if kept else 'glibc default'}")  # fmt: skip
     print("| config | what | s/step | img/s | compile s | / bare | TFLOP/step | MFU |")
     print("|---|---|---|---|---|---|---|---|")
     rows = []

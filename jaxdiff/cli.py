@@ -31,6 +31,8 @@ import time
 from absl import flags
 from ml_collections import config_flags
 
+from jaxdiff import hostmem
+
 COMMANDS = ("train", "sample", "eval", "fid-weights", "fid-stats", "import", "report")
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -264,6 +266,10 @@ def run() -> None:
         print(f"usage: jaxdiff {{{'|'.join(COMMANDS)}}} [flags]   (--helpfull for all flags)")
         sys.exit(2)
     command = argv[1]
+    try:
+        hostmem.keep_host_memory()  # before JAX starts its threads (jaxdiff/hostmem.py)
+    except ValueError as e:  # a bad JAXDIFF_HOST_MALLOC
+        _fail(command, e)
     try:
         # parses the flags and loads the config with its overrides; the rest are arguments
         _ARGS[:] = FLAGS([argv[0]] + argv[2:])[1:]
