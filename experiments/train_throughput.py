@@ -11,7 +11,7 @@ printed as they are measured:
   over the 'data' mesh, state donated, key ``fold_in(key, step)``) with K steps per call, per
   step, with the way it ran the K steps (``StepSettings.steps_loop``: dispatch / unroll / scan).
 
-Seconds per step are medians over ``--reps`` calls after the first; compile time is the first
+Seconds per step are medians over ``--reps`` calls after the first two; compile time is the first
 call's excess (the bare step: lowering + compilation). TFLOP/step is XLA's count of the lowered
 bare step (lowered for the CPU where the accelerator reports none); with ``--peak-tflops`` (the
 chip's peak at the measured precision) the MFU of each row is ``flops / (seconds * peak)``.
@@ -57,12 +57,15 @@ CONFIGS = {
 
 
 def _timed(fn, reps: int) -> tuple[float, float]:
-    """(first call, median of ``reps`` later calls) in seconds."""
+    """(first call, median of ``reps`` calls after one more untimed call) in seconds. The extra
+    call lets the host heap settle: kept (``jaxdiff/hostmem.py``), it grows in the first two calls
+    of a large program and is reused from the third."""
     import jax
 
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     first = time.perf_counter() - t0
+    jax.block_until_ready(fn())
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -121,6 +124,7 @@ def run(name: str, args):
     import jax
     import numpy as np
 
+    from jaxdiff import hostmem
     from jaxdiff.build import build_method
     from jaxdiff.train import loop, parallel
     from jaxdiff.train.step import StepSettings, optimizer_step
@@ -141,20 +145,23 @@ def run(name: str, args):
         first, med = _timed(lambda: grad_fn(*grad_args), args.reps)
         yield dict(row, what="fwd+bwd", s=med, compile_s=first - med)
         del grad_fn, grad_args
+        hostmem.release()
 
     step = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))
     flops = _step_flops(step, state, {"x": x}, jax.random.key(2))
     t0 = time.perf_counter()
     compiled = step.lower(state, {"x": x}, jax.random.key(2)).compile()
     compile_s = time.perf_counter() - t0
-    holder = {"s": state}
+    holder = {"s": state, "f": compiled}
+    del compiled
 
     def bare():
-        holder["s"], m = compiled(holder["s"], {"x": x}, jax.random.key(2))
+        holder["s"], m = holder["f"](holder["s"], {"x": x}, jax.random.key(2))
         return m["loss"]
 
     first, bare_s = _timed(bare, args.reps)
     holder.clear()
+    hostmem.release()  # the next program's temporaries must not stack on these (hostmem.py)
     yield dict(row, what="bare step", s=bare_s, compile_s=compile_s + first - bare_s, flops=flops)
 
     mesh = parallel.make_mesh()
@@ -170,8 +177,11 @@ def run(name: str, args):
 
         first, med = _timed(trainer, args.reps)
         st.clear()
+        how = fn.steps_loop
+        del fn, trainer
+        hostmem.release()
         yield dict(
-            row, what=f"trainer n={n} {fn.steps_loop}", s=med / n, compile_s=first - med,
+            row, what=f"trainer n={n} {how}", s=med / n, compile_s=first - med,
             ratio=med / n / bare_s, flops=flops,
         )  # fmt: skip
 

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxdiff import hostmem
 from jaxdiff.train import parallel, preemption
 from jaxdiff.train.checkpoint import Checkpointer, CheckpointError
 from jaxdiff.train.goodput import Goodput
@@ -320,6 +321,7 @@ def _train(method, data, t: TrainSettings, workdir, progress, stop_after, hooks,
                 if hook.every and step % hook.every == 0 and step != end:
                     with gp.time("eval"):
                         extra = hook.fn(state, step)
+                        hostmem.release()  # another program ran: see jaxdiff/hostmem.py
                     if extra:
                         logger.write(step, extra)
             gp.stepped(step)
@@ -331,6 +333,7 @@ def _train(method, data, t: TrainSettings, workdir, progress, stop_after, hooks,
             gp.checkpointed(step)
         with gp.time("checkpoint_save"):
             ckpt.wait()
+        hostmem.release()  # the training step's temporaries, before whatever runs next
         ok = True
     finally:
         bar.close()
