@@ -34,6 +34,7 @@ import platform
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc's malloc.h
 _applied: bool | None = None
+_libc: ctypes.CDLL | None = None  # set when the settings are in force
 
 
 def host_malloc_mode() -> str:
@@ -46,7 +47,7 @@ def host_malloc_mode() -> str:
 
 def keep_host_memory() -> bool:
     """Apply the settings above once per process; True when they are in force."""
-    global _applied
+    global _applied, _libc
     if _applied is not None:
         return _applied
     _applied = False
@@ -58,14 +59,12 @@ def keep_host_memory() -> bool:
         return False
     # mallopt takes an int; glibc stores M_TRIM_THRESHOLD as a size_t, so -1 means "never trim"
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
-    done = [libc.mallopt(param, value) for param, value in settings]
-    _applied = all(r == 1 for r in done)
+    _applied = all(libc.mallopt(param, value) == 1 for param, value in settings)
+    _libc = libc if _applied else None
     return _applied
 
 
 def release() -> bool:
     """Give the heap's free memory back to the system (``malloc_trim(0)``) when it is kept:
     call it after running a different large program (evaluation, sampling). True if trimmed."""
-    if not _applied:
-        return False
-    return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    return _libc is not None and bool(_libc.malloc_trim(0))

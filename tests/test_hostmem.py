@@ -51,7 +51,7 @@ def _probe(mode: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the settings are glibc's")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt's parameters are glibc's")
 def test_kept_heap_stops_faulting_in_the_temporaries_of_repeated_calls():
     kept, default = _probe("keep"), _probe("default")
     assert kept["kept"] is True and default["kept"] is False
