@@ -132,6 +132,57 @@ def conv2d(
 
 
 # ----------------------------------------------------------------------------------------------
+# A fusion barrier for the residual stream on the CPU (issue #13).
+#
+# A residual block's input is the previous block's ``skip_rescale`` sum, an elementwise
+# expression; in the backward pass its cotangent is likewise an elementwise sum of the skip
+# path's and the branch's contributions (GroupNorm's backward, ...), which depend on the next
+# block's. XLA:CPU fuses such cheap elementwise producers into every consumer instead of writing
+# them once, so each block's fusions recompute the chain of all the blocks before it (forward)
+# or after it (backward): in CLD's NCSN++ step, backward fusions of 160-240 operands, ~1.3 s of
+# op time of a ~9 s step (docs/networks.md). ``fusion_barrier(x, p)`` is the identity computed
+# as a ``lax.cond`` on a runtime scalar ``p`` (both branches the identity), in the value and in
+# the tangent (so in the cotangent too): XLA neither fuses across a conditional nor folds a
+# runtime predicate, so the stream and its cotangent are written once per block. (XLA:CPU
+# removes ``optimization_barrier`` before fusion, and JAX drops a cond whose branches are the
+# same function.) ``p`` must be replicated (a parameter's entry), so the predicate needs no
+# communication when the batch is sharded. A ``custom_jvp``: forward mode and higher derivatives
+# work. ``JAXDIFF_FUSION_BARRIER``: ``auto`` (default: on the CPU backend only; an accelerator
+# reads a conditional's predicate on the host), ``on`` or ``off``.
+
+
+def _fusion_barrier_on() -> bool:
+    mode = os.environ.get("JAXDIFF_FUSION_BARRIER", "auto")
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"JAXDIFF_FUSION_BARRIER must be auto, on or off, not {mode!r}")
+    return mode == "on" or (mode == "auto" and jax.default_backend() == "cpu")
+
+
+def _cond_identity(p: Array, x: Array) -> Array:
+    # the branches differ in form only (JAX drops a cond of two equal branches)
+    return jax.lax.cond(p != 0.5, lambda t: t, lambda t: t * 1.0, x)
+
+
+@jax.custom_jvp
+def _barrier(x: Array, p: Array) -> Array:
+    return _cond_identity(p, x)
+
+
+@_barrier.defjvp
+def _barrier_jvp(primals, tangents):
+    (x, p), (dx, _) = primals, tangents
+    return _barrier(x, p), _cond_identity(p, dx)
+
+
+def fusion_barrier(x: Array, p: Array) -> Array:
+    """``x``, written once here (and its tangent / cotangent) on the CPU: see above. ``p``: any
+    replicated runtime scalar (e.g. a weight's first entry), only read."""
+    if not _fusion_barrier_on():
+        return x
+    return _barrier(x, jnp.asarray(p, jnp.float32).reshape(-1)[0])
+
+
+# ----------------------------------------------------------------------------------------------
 # Initialisation (DDPM's variance_scaling(scale, fan_avg, uniform); scale 0 means 1e-10).
 
 
@@ -571,7 +622,7 @@ class ResBlockDDPM(_ResBlockBase):
         *,
         key: jax.Array | None = None,
     ) -> Float[Array, "b h w o"]:
-        x = x.astype(self.dtype)
+        x = fusion_barrier(x.astype(self.dtype), self.conv0.kernel[...])
         h = self.conv0(self.act(self._norm(self.norm0, x, zemb)))
         if self.temb is not None and temb is not None:
             h = h + self.temb(self.act(temb))[:, None, None, :]
@@ -630,7 +681,7 @@ class ResBlockBigGAN(_ResBlockBase):
         *,
         key: jax.Array | None = None,
     ) -> Float[Array, "b ho wo o"]:
-        x = x.astype(self.dtype)
+        x = fusion_barrier(x.astype(self.dtype), self.conv0.kernel[...])
         h = self.act(self._norm(self.norm0, x, zemb))
         h, x = self._resample(h), self._resample(x)
         h = self.conv0(h)
