@@ -2,8 +2,8 @@
 block on the CPU instead of recomputed inside every later fusion (issue #13).
 
 Values and first / second / forward-mode derivatives must equal those without the barrier; on the
-CPU the compiled gradient of a stack of BigGAN blocks has one conditional per block, and its
-largest elementwise fusion no longer grows with the number of blocks.
+CPU the compiled loss (gradient) of a stack of BigGAN blocks has one (two) conditional(s) per
+block, and its largest elementwise fusion no longer grows with the number of blocks.
 """
 
 import re
@@ -91,7 +91,7 @@ def _compiled(monkeypatch, mode: str, n: int, gradient: bool) -> tuple[int, int]
     return text.count(" conditional("), max(operands)
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the barrier is on for the CPU only")
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="inspects XLA:CPU's loop fusions")
 @pytest.mark.parametrize("gradient", [False, True], ids=["forward", "gradient"])
 def test_chain_is_cut_on_cpu(monkeypatch, gradient):
     """Without the barrier XLA:CPU fuses the residual stream's chain (forward: the skip sums;

@@ -41,11 +41,16 @@ SQRT2 = float(np.sqrt(2.0))
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
+def _cpu_switch(var: str, on: str, off: str) -> bool:
+    """The environment switch ``var`` = 'auto' (on for the CPU backend only), ``on`` or ``off``."""
+    mode = os.environ.get(var, "auto")
+    if mode not in ("auto", on, off):
+        raise ValueError(f"{var} must be auto, {on} or {off}, not {mode!r}")
+    return mode == on or (mode == "auto" and jax.default_backend() == "cpu")
+
+
 def _matmul_kernel_grad() -> bool:
-    mode = os.environ.get("JAXDIFF_CONV_GRAD", "auto")
-    if mode not in ("auto", "matmul", "xla"):
-        raise ValueError(f"JAXDIFF_CONV_GRAD must be auto, matmul or xla, not {mode!r}")
-    return mode == "matmul" or (mode == "auto" and jax.default_backend() == "cpu")
+    return _cpu_switch("JAXDIFF_CONV_GRAD", "matmul", "xla")
 
 
 def conv_patches(
@@ -152,10 +157,7 @@ def conv2d(
 
 
 def _fusion_barrier_on() -> bool:
-    mode = os.environ.get("JAXDIFF_FUSION_BARRIER", "auto")
-    if mode not in ("auto", "on", "off"):
-        raise ValueError(f"JAXDIFF_FUSION_BARRIER must be auto, on or off, not {mode!r}")
-    return mode == "on" or (mode == "auto" and jax.default_backend() == "cpu")
+    return _cpu_switch("JAXDIFF_FUSION_BARRIER", "on", "off")
 
 
 def _cond_identity(p: Array, x: Array) -> Array:
