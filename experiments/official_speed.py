@@ -45,6 +45,19 @@ only the run before)::
     /work/torchenv/bin/python experiments/official_speed.py --compare
         [--jax-python .venv/bin/python] [--jitted 1 5] [--jax-reps 2] [--no-bracket]
         [--json out.json]
+
+``--lockstep ROUNDS``: the same comparison with both sides warm at once, for a machine whose
+speed drifts between runs (a shared VM: the same step moved 30% within minutes). Per config,
+jaxdiff's bare step is compiled in one server process and kept; the official step, then the
+trainer's step at each ``--jitted`` n, are brought up in turn in a second process; the two then
+alternate one step each for ROUNDS rounds (the order reversed every other round; the idle one
+waits on its stdin, so only one computes at a time). The table gives each side's median and the
+median of the per-round ratios. A trainer server is skipped, with a line saying so, when the
+machine has not the memory for a second jaxdiff process of the bare one's size (CLD at batch 8
+needs about 13 GB each with the kept heap)::
+
+    /work/torchenv/bin/python experiments/official_speed.py --lockstep 5
+        [--configs ddpmpp ddgan cld] [--jitted 1 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -276,6 +289,122 @@ def worker(name: str, args) -> dict:
     )  # fmt: skip
 
 
+def serve(name: str, args) -> None:
+    """Lock-step server (``--lockstep``): build, ``--warmup`` steps, one JSON line; then per
+    stdin line ``run`` one timed step, its seconds printed; exit at end of input."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    src = os.path.join(args.src, REPOS[name])
+    os.chdir(src)
+    t0 = time.perf_counter()
+    step, params_m = BUILDERS[name](src, args.batch)
+    for _ in range(max(args.warmup, 1)):
+        step()
+    print(json.dumps(dict(what="official", warm_s=time.perf_counter() - t0, params_m=params_m,
+                          threads=torch.get_num_threads())), flush=True)  # fmt: skip
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        t0 = time.perf_counter()
+        step()
+        print(json.dumps(dict(s=time.perf_counter() - t0)), flush=True)
+
+
+class _Server:
+    """A warm lock-step server process: ``run()`` times one step (seconds per step)."""
+
+    def __init__(self, cmd: list[str]):
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, cwd=ROOT)  # fmt: skip
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit(f"lock-step server {self.proc.args} exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def run(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return self._read()["s"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _rss_gb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0]) / 2**20
+
+
+def _available_gb() -> float:
+    with open("/proc/meminfo") as f:
+        return int(f.read().split("MemAvailable:")[1].split()[0]) / 2**20
+
+
+def _lockstep_rounds(servers: dict, rounds: int) -> dict[str, list[float]]:
+    """``rounds`` rounds, one step of each server per round, the order reversed every other
+    round (so a drifting machine load favours neither side); only one runs at a time."""
+    times = {k: [] for k in servers}
+    for r in range(rounds):
+        for k in list(servers)[:: 1 if r % 2 == 0 else -1]:
+            times[k].append(servers[k].run())
+        print("#   round " + str(r + 1) + ": "
+              + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)  # fmt: skip
+    return times
+
+
+def lockstep(args) -> list[dict]:
+    """Per config: jaxdiff's bare step kept warm in one process, and in turn the official step
+    and the trainer's step (each ``--jitted`` n) warm in a second process; the two alternate
+    step by step for ``--lockstep`` rounds. Ratios are medians of the per-round ratios."""
+    rows = []
+    med = statistics.median
+    print(f"# lock-step, batch {args.batch}, torch threads {args.threads}, "
+          f"{args.lockstep} rounds, load average {_load()}", flush=True)  # fmt: skip
+    jax_cmd = [args.jax_python, os.path.join(ROOT, "experiments", "train_throughput.py"),
+               "--batch", str(args.batch), "--serve"]  # fmt: skip
+    for name in args.configs:
+        bare = _Server([*jax_cmd, name, "bare"])
+        print(f"# {name}: jaxdiff bare step warm after {bare.info['warm_s']:.0f} s", flush=True)
+        official_cmd = [sys.executable, os.path.abspath(__file__), "--serve", name,
+                        "--src", args.src, "--warmup", str(args.warmup),
+                        "--threads", str(args.threads), "--batch", str(args.batch)]  # fmt: skip
+        others = [("official", official_cmd)]
+        others += [(f"trainer{n}", [*jax_cmd, name, f"trainer{n}"]) for n in args.jitted]
+        for key, cmd in others:
+            need, free = _rss_gb(bare.proc.pid), _available_gb()
+            if key != "official" and free < 1.1 * need:  # a second jaxdiff process of this size
+                print(f"# {name}: {key} skipped: a second jaxdiff process needs about "
+                      f"{need:.1f} GB, {free:.1f} GB available", flush=True)  # fmt: skip
+                continue
+            other = _Server(cmd)
+            print(f"# {name}: {other.info['what']} warm after {other.info['warm_s']:.0f} s, "
+                  f"load {_load()}", flush=True)  # fmt: skip
+            t = _lockstep_rounds({"bare": bare, key: other}, args.lockstep)
+            other.close()
+            ratio = med([o / b for o, b in zip(t[key], t["bare"], strict=True)])
+            rows.append(dict(config=name, what=other.info["what"], s=med(t[key]),
+                             bare_s=med(t["bare"]), ratio=ratio, times=t[key],
+                             bare_times=t["bare"]))  # fmt: skip
+            if args.json:  # as they come: a later config may run out of memory
+                with open(args.json, "w") as f:
+                    json.dump(rows, f, indent=1)
+        bare.close()
+    print(f"# load average at the end {_load()}")
+    print("| config | against jaxdiff's bare step | its s/step | bare s/step (same rounds) "
+          "| its time / bare's (median per round) |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['config']} | {r['what']} | {r['s']:.2f} | {r['bare_s']:.2f} "
+              f"| {r['ratio']:.3f} |")  # fmt: skip
+    return rows
+
+
 def official(name: str, args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--src", args.src,
            "--reps", str(args.reps), "--warmup", str(args.warmup),
@@ -346,12 +475,22 @@ def main() -> None:
         "--no-bracket", dest="bracket", action="store_false",
         help="--compare: the official step only before jaxdiff's, not also after",
     )  # fmt: skip
+    ap.add_argument(
+        "--lockstep", type=int, default=0, metavar="ROUNDS",
+        help="warm servers alternating step by step (official, trainer n) against jaxdiff's bare",
+    )  # fmt: skip
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args)))
         return
-    if args.compare:
+    if args.serve:
+        serve(args.serve, args)
+        return
+    if args.lockstep:
+        rows = lockstep(args)
+    elif args.compare:
         rows = compare(args)
     else:
         rows = []

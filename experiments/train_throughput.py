@@ -119,15 +119,11 @@ def _step_flops(jitted, *args) -> float:
     return flops
 
 
-def run(name: str, args):
-    """Yields one row (a dict) per measurement, as soon as it is measured."""
+def _setup(name: str, args):
+    """(method, one batch ``x``, initial state) of a paper config at ``args.batch``."""
     import jax
-    import numpy as np
 
-    from jaxdiff import hostmem
     from jaxdiff.build import build_method
-    from jaxdiff.train import loop, parallel
-    from jaxdiff.train.step import StepSettings, optimizer_step
 
     config = importlib.import_module(CONFIGS[name]).get_config()
     config.training.precision = args.precision
@@ -136,7 +132,58 @@ def run(name: str, args):
         config.ddgan.lazy_reg = 0  # R1 on every step (the official comparison's D step)
     method = build_method(config, data_shape=(32, 32, 3))
     x = jax.random.uniform(jax.random.key(0), (args.batch, 32, 32, 3), minval=-1, maxval=1)
-    state = method.init(jax.random.key(1), {"x": x})
+    return method, x, method.init(jax.random.key(1), {"x": x})
+
+
+def _bare_call(method, state, x):
+    """(call, compile seconds, FLOP count): one bare step per call, state carried."""
+    import jax
+
+    from jaxdiff.train.step import StepSettings, optimizer_step
+
+    step = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))
+    flops = _step_flops(step, state, {"x": x}, jax.random.key(2))
+    t0 = time.perf_counter()
+    compiled = step.lower(state, {"x": x}, jax.random.key(2)).compile()
+    compile_s = time.perf_counter() - t0
+    holder = {"s": state}
+
+    def call():
+        holder["s"], m = compiled(holder["s"], {"x": x}, jax.random.key(2))
+        return m["loss"]
+
+    return call, compile_s, flops
+
+
+def _trainer_call(method, host_state, x, n: int, loop_mode: str):
+    """(call, train fn): ``make_train_fn`` with ``n`` steps per call, state carried; the fn's
+    ``steps_loop`` (how it ran the steps) is set by its first call."""
+    import jax
+    import numpy as np
+
+    from jaxdiff.train import loop, parallel
+    from jaxdiff.train.step import StepSettings
+
+    mesh = parallel.make_mesh()
+    sharding = parallel.batch_sharding(mesh)
+    fn = loop.make_train_fn(method, mesh, n, StepSettings(loop=loop_mode))
+    holder = {"s": parallel.replicate(host_state, mesh)}
+    batches = tuple(parallel.global_batch({"x": np.asarray(x)}, sharding) for _ in range(n))
+
+    def call():
+        holder["s"], m = fn(holder["s"], batches, jax.random.key(3))
+        return m["loss"]
+
+    return call, fn
+
+
+def run(name: str, args):
+    """Yields one row (a dict) per measurement, as soon as it is measured."""
+    import jax
+
+    from jaxdiff import hostmem
+
+    method, x, state = _setup(name, args)
     host_state = jax.device_get(state)
     row = dict(config=name)
 
@@ -147,44 +194,49 @@ def run(name: str, args):
         del grad_fn, grad_args
         hostmem.release()
 
-    step = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))
-    flops = _step_flops(step, state, {"x": x}, jax.random.key(2))
-    t0 = time.perf_counter()
-    compiled = step.lower(state, {"x": x}, jax.random.key(2)).compile()
-    compile_s = time.perf_counter() - t0
-    holder = {"s": state, "f": compiled}
-    del compiled
-
-    def bare():
-        holder["s"], m = holder["f"](holder["s"], {"x": x}, jax.random.key(2))
-        return m["loss"]
-
+    bare, compile_s, flops = _bare_call(method, state, x)
     first, bare_s = _timed(bare, args.reps)
-    holder.clear()
-    del state  # the trainer rows start from host_state: one device copy fewer (CLD: 1.6 GB)
+    del bare, state  # the trainer rows start from host_state: one device copy fewer (CLD: 1.6 GB)
     hostmem.release()  # the next program's temporaries must not stack on these (hostmem.py)
     yield dict(row, what="bare step", s=bare_s, compile_s=compile_s + first - bare_s, flops=flops)
 
-    mesh = parallel.make_mesh()
-    sharding = parallel.batch_sharding(mesh)
     for n in args.jitted:
-        fn = loop.make_train_fn(method, mesh, n, StepSettings(loop=args.loop))
-        st = {"s": parallel.replicate(host_state, mesh)}
-        batches = tuple(parallel.global_batch({"x": np.asarray(x)}, sharding) for _ in range(n))
-
-        def trainer(fn=fn, st=st, batches=batches):
-            st["s"], m = fn(st["s"], batches, jax.random.key(3))
-            return m["loss"]
-
+        trainer, fn = _trainer_call(method, host_state, x, n, args.loop)
         first, med = _timed(trainer, args.reps)
-        st.clear()
         how = fn.steps_loop
-        del fn, trainer
+        del trainer, fn
         hostmem.release()
         yield dict(
             row, what=f"trainer n={n} {how}", s=med / n, compile_s=first - med,
             ratio=med / n / bare_s, flops=flops,
         )  # fmt: skip
+
+
+def serve(name: str, what: str, args) -> None:
+    """Lock-step server for ``official_speed.py --lockstep``: build ``what`` (``bare`` or
+    ``trainerN``), call it twice, print one JSON line; then per stdin line ``run``, time one
+    call and print its seconds per step; exit at end of input."""
+    import jax
+
+    method, x, state = _setup(name, args)
+    t0 = time.perf_counter()
+    if what == "bare":
+        call, n, how = _bare_call(method, state, x)[0], 1, "bare step"
+    else:
+        n = int(what.removeprefix("trainer"))
+        call, fn = _trainer_call(method, jax.device_get(state), x, n, args.loop)
+        del state
+    for _ in range(2):  # the compile, then the kept heap's growth (see _timed)
+        jax.block_until_ready(call())
+    if what != "bare":
+        how = f"trainer n={n} {fn.steps_loop}"
+    print(json.dumps(dict(what=how, warm_s=time.perf_counter() - t0)), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        t0 = time.perf_counter()
+        jax.block_until_ready(call())
+        print(json.dumps(dict(s=(time.perf_counter() - t0) / n)), flush=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,6 +323,7 @@ def main() -> None:
     ap.add_argument("--toy", action="store_true", help="the toy 1 vs 8 device table instead")
     ap.add_argument("--steps", type=int, default=400, help="--toy: steps timed")
     ap.add_argument("--toy-worker", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--serve", nargs=2, metavar=("CONFIG", "WHAT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.toy_worker:
         print(json.dumps(toy_worker(args.toy_worker, args.steps)))
@@ -282,6 +335,9 @@ def main() -> None:
     from jaxdiff import hostmem
 
     kept = hostmem.keep_host_memory()  # as `jaxdiff train` does, before JAX starts
+    if args.serve:
+        serve(*args.serve, args)
+        return
     import jax
 
     print(f"# backend {jax.default_backend()}, {jax.device_count()} device(s), "
