@@ -273,15 +273,22 @@ def build_ddgan(src: str, batch: int):
 BUILDERS = {"ddpmpp": build_ddpmpp, "cld": build_cld, "ddgan": build_ddgan}
 
 
-def worker(name: str, args) -> dict:
-    """Times one official configuration in this process."""
+def _build(name: str, args):
+    """(step, parameter count in millions) of one official configuration, in this process."""
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     src = os.path.join(args.src, REPOS[name])
     os.chdir(src)
-    step, params_m = BUILDERS[name](src, args.batch)
+    return BUILDERS[name](src, args.batch)
+
+
+def worker(name: str, args) -> dict:
+    """Times one official configuration in this process."""
+    import torch
+
+    step, params_m = _build(name, args)
     times = _timed(step, args.warmup, args.reps)
     return dict(
         config=name, s=statistics.median(times), times=times, params_m=params_m,
@@ -294,12 +301,8 @@ def serve(name: str, args) -> None:
     stdin line ``run`` one timed step, its seconds printed; exit at end of input."""
     import torch
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    src = os.path.join(args.src, REPOS[name])
-    os.chdir(src)
     t0 = time.perf_counter()
-    step, params_m = BUILDERS[name](src, args.batch)
+    step, params_m = _build(name, args)
     for _ in range(max(args.warmup, 1)):
         step()
     print(json.dumps(dict(what="official", warm_s=time.perf_counter() - t0, params_m=params_m,

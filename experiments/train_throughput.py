@@ -135,14 +135,14 @@ def _setup(name: str, args):
     return method, x, method.init(jax.random.key(1), {"x": x})
 
 
-def _bare_call(method, state, x):
-    """(call, compile seconds, FLOP count): one bare step per call, state carried."""
+def _bare_call(method, state, x, count_flops: bool = True):
+    """(call, compile seconds, FLOP count or 0): one bare step per call, state carried."""
     import jax
 
     from jaxdiff.train.step import StepSettings, optimizer_step
 
     step = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))
-    flops = _step_flops(step, state, {"x": x}, jax.random.key(2))
+    flops = _step_flops(step, state, {"x": x}, jax.random.key(2)) if count_flops else 0.0
     t0 = time.perf_counter()
     compiled = step.lower(state, {"x": x}, jax.random.key(2)).compile()
     compile_s = time.perf_counter() - t0
@@ -221,15 +221,14 @@ def serve(name: str, what: str, args) -> None:
     method, x, state = _setup(name, args)
     t0 = time.perf_counter()
     if what == "bare":
-        call, n, how = _bare_call(method, state, x)[0], 1, "bare step"
+        call, fn, n = _bare_call(method, state, x, count_flops=False)[0], None, 1
     else:
         n = int(what.removeprefix("trainer"))
         call, fn = _trainer_call(method, jax.device_get(state), x, n, args.loop)
-        del state
+    del state
     for _ in range(2):  # the compile, then the kept heap's growth (see _timed)
         jax.block_until_ready(call())
-    if what != "bare":
-        how = f"trainer n={n} {fn.steps_loop}"
+    how = "bare step" if fn is None else f"trainer n={n} {fn.steps_loop}"  # set by the 1st call
     print(json.dumps(dict(what=how, warm_s=time.perf_counter() - t0)), flush=True)
     for line in sys.stdin:
         if line.strip() != "run":
