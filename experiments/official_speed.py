@@ -1,8 +1,15 @@
 """The official PyTorch training steps of DDPM++, CLD and DDGAN on this CPU, against jaxdiff's.
 
 Run with the separate torch venv (``/work/torchenv/bin/python``); jaxdiff never imports this file
-and this file never imports jaxdiff. It needs the three official repositories exported as plain
-trees under ``--src`` (``/tmp/official`` by default), e.g. from the fetch tool's bare git dirs::
+and this file never imports jaxdiff. The venv (CPU torch; the default wheel needs CUDA)::
+
+    python3 -m venv /work/torchenv && /work/torchenv/bin/pip install "torch==2.13.0+cpu" --no-deps
+    /work/torchenv/bin/pip install numpy scipy filelock typing_extensions sympy networkx jinja2 \
+        fsspec mpmath markupsafe "setuptools>=77" ml-collections
+
+(CLD-SGM's ``util/utils.py`` imports scipy.) It needs the three official repositories exported
+as plain trees under ``--src`` (``/tmp/official`` by default), e.g. from the fetch tool's bare
+git dirs::
 
     mkdir -p /tmp/official/NAME && git --git-dir=D archive HEAD | tar -x -C /tmp/official/NAME
 
