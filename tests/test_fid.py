@@ -83,13 +83,19 @@ def test_fid_of_sampled_gaussians():
 
 
 def test_fid_singular_covariances(monkeypatch):
-    """Rank-deficient covariances (n < d): both methods match the symmetric form (sqrtm to 1e-6:
+    """Rank-deficient covariances (n < d): both methods match the closed form (sqrtm to 1e-6:
     its square root of a singular product is less accurate); if sqrtm fails (older scipy), the
-    reference's fallback adds eps * I and warns."""
+    reference's fallback adds eps * I and warns. With S1 = A^T A and S2 = B^T B (A, B the centred
+    features over sqrt(n - 1)), tr (S1 S2)^1/2 is the sum of the singular values of the 5 x 5
+    A B^T: no square root of a singular matrix is needed for the reference."""
     x = np.random.default_rng(0).normal(size=(5, 10))  # rank-4 covariances in 10-d
     y = np.random.default_rng(1).normal(size=(5, 10))
-    want = fid_symmetric(*F.feature_stats(x), *F.feature_stats(y))
-    assert F.fid(x, y) == pytest.approx(want, rel=1e-9)
+    (m1, s1), (m2, s2) = F.feature_stats(x), F.feature_stats(y)
+    a, b = (x - x.mean(0)) / 2.0, (y - y.mean(0)) / 2.0  # sqrt(n - 1) = 2
+    np.testing.assert_allclose(a.T @ a, s1, atol=1e-14)
+    nuclear = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    want = float(np.sum((m1 - m2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * nuclear)
+    assert F.fid(x, y) == pytest.approx(want, rel=1e-12)
     stats = (*F.feature_stats(x), *F.feature_stats(y))
     assert F.fid_from_stats(*stats, method="sqrtm") == pytest.approx(want, rel=1e-6)
     sqrtm, calls = F.scipy.linalg.sqrtm, []

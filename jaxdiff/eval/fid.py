@@ -32,11 +32,19 @@ def feature_stats(features: Float[np.ndarray, "n d"]) -> tuple[np.ndarray, np.nd
 _SQRT_MEMO: dict[str, np.ndarray] = {}  # sha256 of a covariance -> its square root (<= 4)
 
 
+def _drop_roundoff(w: Float[np.ndarray, " d"]) -> np.ndarray:
+    """Eigenvalues of a PSD matrix with those within round-off of zero (``<= d * eps * max|w|``)
+    set to 0: on a singular matrix they come out as +-1e-16-sized noise, whose square roots would
+    add ~1e-8 each to a trace (a rank-4 FID in 10-d was off by 4e-9 relative with them)."""
+    tol = w.size * np.finfo(w.dtype).eps * float(np.abs(w).max(initial=0.0))
+    return np.where(w > tol, w, 0.0)
+
+
 def psd_sqrt(s: Float[np.ndarray, "d d"]) -> np.ndarray:
-    """The symmetric square root of a positive semi-definite matrix (``eigh``; eigenvalues below
-    zero from round-off are clipped)."""
+    """The symmetric square root of a positive semi-definite matrix (``eigh``; eigenvalues within
+    round-off of zero or below it are taken as zero)."""
     w, v = np.linalg.eigh(s)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    return (v * np.sqrt(_drop_roundoff(w))) @ v.T
 
 
 def _sqrt_of(s: np.ndarray) -> np.ndarray:
@@ -88,7 +96,7 @@ def fid_from_stats(
         r = _sqrt_of(s2)
         m = r @ s1 @ r
         lam = np.linalg.eigvalsh((m + m.T) / 2)
-        tr_covmean = float(np.sqrt(np.clip(lam, 0, None)).sum())
+        tr_covmean = float(np.sqrt(_drop_roundoff(lam)).sum())
         return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
     if method != "sqrtm":
         raise ValueError(f"method is 'eigh' or 'sqrtm', got {method!r}")
