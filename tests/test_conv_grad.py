@@ -4,6 +4,8 @@ The value must be bit-identical to ``lax.conv_general_dilated``; first and secon
 derivatives and forward-mode tangents equal to float rounding (issue #13).
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,6 +90,22 @@ def test_kernel_gradient_is_a_matmul_and_xla_mode_falls_back(monkeypatch):
     assert conv_count() == 1  # the forward value only
     monkeypatch.setenv("JAXDIFF_CONV_GRAD", "xla")
     assert conv_count() == 2  # forward + XLA's kernel-gradient convolution
+
+
+def test_kernel_gradient_is_one_canonical_matmul_per_tap():
+    """The kernel gradient is ``g^T view_t(x)``, (co, n) x (n, ci), for each of the 9 taps: the
+    left operand contracts its last axis, the form XLA:CPU gives to YNNPACK, and the compiled
+    program keeps it (no dot contracting a leading axis, which XLA would hand to Eigen)."""
+    x, w, _ = _data(3)
+    n, ci, co = 2 * 7 * 6, 3, 4
+    lowered = jax.jit(jax.grad(lambda w: jnp.sum(_fast(x, w, (1, 1), "SAME") ** 2))).lower(w)
+    dots = re.findall(r"stablehlo\.dot_general .*", lowered.as_text())
+    assert len(dots) == 9
+    for dot in dots:
+        assert "contracting_dims = [1] x [0]" in dot
+        assert f"(tensor<{co}x{n}xf32>, tensor<{n}x{ci}xf32>)" in dot
+    compiled = re.findall(r" dot\(.*", lowered.compile().as_text())
+    assert compiled and all("lhs_contracting_dims={1}" in d for d in compiled)
 
 
 def test_nnx_conv_uses_it():

@@ -30,13 +30,24 @@ SQRT2 = float(np.sqrt(2.0))
 # batch and space) 5-10x slower than the forward convolution of the same layer (measured: 32x32,
 # 128 -> 256 channels, batch 8: forward 0.48 s, forward + kernel gradient 4.9-6.5 s). ``conv2d``
 # keeps XLA's convolution for the value, and gives it a ``custom_jvp`` whose tangent in the
-# kernel is ``patches(x) @ dw`` (im2col): reverse mode transposes that into one
-# ``patches(x)^T @ g`` matmul (the kernel gradient) while the input's tangent stays XLA's
-# convolution (so its transpose is XLA's input-gradient convolution). The rule is itself
-# differentiable (R1's double backward, forward mode for the likelihood's divergence). Values
-# are bit-identical to ``lax.conv_general_dilated``; derivatives equal to float rounding.
-# ``JAXDIFF_CONV_GRAD``: ``auto`` (default: the matmul gradient on the CPU backend only; the
-# patches, rebuilt in the backward pass, cost 9x the input's memory there), ``matmul`` or ``xla``.
+# kernel is a sum of matmuls, one per kernel tap ``t``: ``view_t(x) @ dw[t]``, where ``view_t``
+# is the padded input shifted by the tap. Reverse mode transposes that into the kernel gradient,
+# ``dw[t] = view_t(x)^T g``, while the input's tangent stays XLA's convolution (so its
+# transpose is XLA's input-gradient convolution). The rule is itself differentiable (R1's double
+# backward, forward mode for the likelihood's divergence). Values are bit-identical to
+# ``lax.conv_general_dilated``; derivatives equal to float rounding.
+#
+# The form matters to XLA:CPU. Its YNNPACK matmuls take only a left operand that contracts its
+# last axis; ``view_t(x)^T g`` contracts the leading (batch x space) axis of both, so XLA hands
+# it to Eigen (slower, on a pool of its own that competes with the step's other ops). The tangent
+# is therefore written so that its transpose is ``(g^T view_t(x))^T`` with ``g^T`` written once
+# (shared by the taps) and each tap's ``(co, ci)`` product taken as it is: both behind
+# ``_cond_identity`` (below), since XLA otherwise folds the transposes back into the dot's
+# dimension numbers. Per tap rather than one im2col matmul: the shifted views are not
+# concatenated into 9x-wide patches (measured, one layer's forward + both gradients, batch 8:
+# 32x32 256 -> 256 130 -> 109 ms, 128 -> 128 48 -> 36 ms; the DDPM++ step 3.9-4.3 -> 3.6 s).
+# ``JAXDIFF_CONV_GRAD``: ``auto`` (default: the matmul gradient on the CPU backend only),
+# ``matmul`` or ``xla``.
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -53,21 +64,20 @@ def _matmul_kernel_grad() -> bool:
     return _cpu_switch("JAXDIFF_CONV_GRAD", "matmul", "xla")
 
 
-def conv_patches(
+def conv_views(
     x: Float[Array, "b h w c"], kh: int, kw: int, strides: tuple, pads: tuple
-) -> Float[Array, "b ho wo kc"]:
-    """im2col: the ``kh * kw`` shifted (strided) views of the padded input, tap-major on the
-    channel axis (``(i, j, c)``, the order of an HWIO kernel reshaped to ``(kh kw c, o)``)."""
+) -> list[Float[Array, "b ho wo c"]]:
+    """The ``kh * kw`` shifted (strided) views of the padded input, tap-major (``(i, j)``, the
+    order of an HWIO kernel's leading axes): ``conv(x, w) = sum_t view_t(x) @ w[t]``."""
     (t, bt), (lt, rt) = pads
     sh, sw = strides
     xp = jnp.pad(x, ((0, 0), (t, bt), (lt, rt), (0, 0)))
     ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
-    views = [
+    return [
         xp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :]
         for i in range(kh)
         for j in range(kw)
     ]
-    return views[0] if len(views) == 1 else jnp.concatenate(views, -1)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
@@ -75,14 +85,21 @@ def _conv_mm(x: Array, w: Array, strides: tuple, pads: tuple) -> Array:
     return jax.lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_DN)
 
 
-@functools.partial(jax.checkpoint, static_argnums=(2, 3))
-def _kernel_tangent(x: Array, dw: Array, strides: tuple, pads: tuple) -> Array:
-    """``patches(x) @ dw``; rematerialised, so the backward pass keeps ``x``, not its 9x
-    larger patches, between the forward and the backward pass."""
+@functools.partial(jax.checkpoint, static_argnums=(3, 4))
+def _kernel_tangent(x: Array, dw: Array, p: Array, strides: tuple, pads: tuple) -> Array:
+    """``sum_t view_t(x) @ dw[t]``, so written that its transpose is ``dw[t] = (g^T
+    view_t(x))^T`` with both transposes written out (see above). Rematerialised: the backward
+    pass keeps ``x``, not its views. ``p``: a replicated runtime scalar for the conditionals."""
     kh, kw, ci, co = dw.shape
-    cols = conv_patches(x, kh, kw, strides, pads)
-    b, ho, wo, _ = cols.shape
-    return (cols.reshape(-1, kh * kw * ci) @ dw.reshape(kh * kw * ci, co)).reshape(b, ho, wo, co)
+    views = conv_views(x, kh, kw, strides, pads)
+    b, ho, wo, _ = views[0].shape
+    dw_t = _cond_identity(p, jnp.swapaxes(dw, 2, 3))  # (kh, kw, co, ci)
+    contract = (((1,), (1,)), ((), ()))  # (co, ci) x (n, ci) -> (co, n)
+    z = sum(
+        jax.lax.dot_general(dw_t[t // kw, t % kw], v.reshape(-1, ci), contract)
+        for t, v in enumerate(views)
+    )
+    return _cond_identity(p, z).T.reshape(b, ho, wo, co)
 
 
 @functools.partial(_conv_mm.defjvp, symbolic_zeros=True)
@@ -94,7 +111,7 @@ def _conv_mm_jvp(strides, pads, primals, tangents):
     if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
         parts.append(_conv_mm(dx, w, strides, pads))
     if not isinstance(dw, jax.custom_derivatives.SymbolicZero):
-        parts.append(_kernel_tangent(x, dw, strides, pads))
+        parts.append(_kernel_tangent(x, dw, w.reshape(-1)[0], strides, pads))
     dy = parts[0] + parts[1] if len(parts) == 2 else parts[0] if parts else jnp.zeros_like(y)
     return y, dy
 
