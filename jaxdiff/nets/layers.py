@@ -93,12 +93,12 @@ def _kernel_tangent(x: Array, dw: Array, p: Array, strides: tuple, pads: tuple) 
     kh, kw, ci, co = dw.shape
     views = conv_views(x, kh, kw, strides, pads)
     b, ho, wo, _ = views[0].shape
-    dw_t = _cond_identity(p, jnp.swapaxes(dw, 2, 3))  # (kh, kw, co, ci)
+    dw_t = _cond_identity(p, jnp.swapaxes(dw, 2, 3).reshape(kh * kw, co, ci))
     contract = (((1,), (1,)), ((), ()))  # (co, ci) x (n, ci) -> (co, n)
-    z = sum(
-        jax.lax.dot_general(dw_t[t // kw, t % kw], v.reshape(-1, ci), contract)
-        for t, v in enumerate(views)
-    )
+    products = [
+        jax.lax.dot_general(dw_t[t], v.reshape(-1, ci), contract) for t, v in enumerate(views)
+    ]
+    z = functools.reduce(jnp.add, products)
     return _cond_identity(p, z).T.reshape(b, ho, wo, co)
 
 
