@@ -14,7 +14,9 @@ It changes no number a computation produces. It must run before the JAX backend 
 threads (an arena, once a thread has one, is kept); ``jaxdiff``'s command line calls it first.
 
 The price is memory. A repeated program settles within a few calls (DDPM++: resident 7.98 GB
-kept against 6.87 GB, flat over 30 steps; CLD: 13.1 GB), but glibc does not reuse a freed block
+kept against 6.87 GB, flat over 30 steps; CLD: 13.1 GB); XLA frees a call's temporaries on a
+worker thread after its output is ready, so a call that starts before that (a busy machine) can
+grow the heap by one more copy, once. But glibc does not reuse a freed block
 for a request even slightly larger (``posix_memalign`` asks for the alignment on top), so
 alternating *different* large programs in one process grows the heap by each one's
 temporaries: CLD's bare step and then the trainer's step in one process reached 24 GB and were
