@@ -284,12 +284,25 @@ def num_groups(c: int) -> int:
 
 
 def group_norm_stats(x: Float[Array, "b h w c"], groups: int, eps: float) -> Array:
-    """Normalises each group of channels over (h, w, c/groups), in float32."""
+    """Normalises each group of channels over (h, w, c/groups), in float32.
+
+    The statistics are per-channel means over the pixels (a reduction that keeps the channel axis
+    contiguous) and then means over each group's channels. Reduced in one go over (h, w,
+    c/groups) of a ``(b, h, w, groups, c/groups)`` view, the inner axis is the group's few
+    channels: XLA:CPU ran those reductions (and their gradients) at 2-5 GB/s, the GroupNorm's
+    forward and backward 1.6-2.3x slower than now (issue #13, docs/networks.md).
+    """
     b, h, w, c = x.shape
-    xf = x.astype(jnp.float32).reshape(b, h, w, groups, c // groups)
-    mean = xf.mean(axis=(1, 2, 4), keepdims=True)
-    var = jnp.square(xf - mean).mean(axis=(1, 2, 4), keepdims=True)
-    return ((xf - mean) * jax.lax.rsqrt(var + eps)).reshape(b, h, w, c)
+    k = c // groups
+    xf = x.astype(jnp.float32).reshape(b, h * w, c)
+
+    def group_mean(v: Array) -> Array:  # (b, hw, c) -> (b, 1, c): each channel's group's mean
+        m = v.mean(axis=1).reshape(b, groups, k).mean(axis=-1)
+        return jnp.broadcast_to(m[:, :, None], (b, groups, k)).reshape(b, 1, c)
+
+    centred = xf - group_mean(xf)
+    var = group_mean(jnp.square(centred))
+    return (centred * jax.lax.rsqrt(var + eps)).reshape(b, h, w, c)
 
 
 class GroupNorm(nnx.Module):
