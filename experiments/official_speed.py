@@ -41,7 +41,7 @@ Each configuration runs in its own subprocess (the three repositories share modu
 ``--warmup`` steps, then the median of ``--reps`` timed steps::
 
     /work/torchenv/bin/python experiments/official_speed.py [--configs ddpmpp cld ddgan]
-        [--reps 3] [--warmup 1] [--threads 2] [--json out.json]
+        [--reps 3] [--warmup 5] [--threads 2] [--json out.json]
 
 ``--compare``: per configuration, the official step, then jaxdiff's
 ``experiments/train_throughput.py`` for the same configuration (bare step and trainer steps,
@@ -474,7 +474,7 @@ def main() -> None:
     ap.add_argument("--src", default="/tmp/official", help="the exported official repositories")
     ap.add_argument("--batch", type=int, default=BATCH_DEFAULT)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps (PyTorch settles in 3-4)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="", help="write the rows here")
     ap.add_argument("--compare", action="store_true", help="interleave with jaxdiff's steps")
