@@ -31,8 +31,8 @@ def _fast(x, w, strides, padding):
     return layers.conv2d(x, w, strides, padding, dimension_numbers=DN)
 
 
-def _data(k):
-    x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))
+def _data(k, hw=(7, 6)):
+    x = jax.random.normal(jax.random.key(0), (2, *hw, 3))
     w = jax.random.normal(jax.random.key(1), (k, k, 3, 4)) * 0.3
     w2 = jax.random.normal(jax.random.key(2), (k, k, 4, 2)) * 0.3
     return x, w, w2
@@ -122,3 +122,82 @@ def test_nnx_conv_uses_it():
 
     text = jax.jit(jax.grad(loss)).lower(params).as_text()
     assert text.count("stablehlo.convolution") == 1
+
+
+# Winograd F(2x2, 3x3) kernel gradient: 3x3, stride 1, pad 1, even input of >= 16x16 pixels.
+WINO = [(16, 16), (16, 18), (20, 16)]
+
+
+@pytest.mark.parametrize("hw", WINO)
+def test_winograd_kernel_gradient_matches_the_convolution(hw):
+    """First and second (R1) reverse-mode derivatives and forward-mode tangents of the Winograd
+    path equal XLA's convolution's to float rounding; the value stays bit-identical."""
+    x, w, w2 = _data(3, hw)
+    assert layers._winograd_applies(x.shape, w.shape, (1, 1), ((1, 1), (1, 1)))
+    np.testing.assert_array_equal(_fast(x, w, (1, 1), "SAME"), _ref(x, w, (1, 1), "SAME"))
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (1, 1), "SAME")))
+
+    g_fast = jax.grad(loss(_fast), argnums=(0, 1))(x, w)
+    g_ref = jax.grad(loss(_ref), argnums=(0, 1))(x, w)
+    for a, b in zip(g_fast, g_ref, strict=True):  # kernel gradient: sums of 2 h w terms, ~50
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6 * float(jnp.max(jnp.abs(b))))
+
+    def r1(conv):
+        def d(w, w2, x):
+            h = jax.nn.silu(conv(x, w, (1, 1), "SAME"))
+            return jnp.sum(jnp.tanh(conv(h, w2, (1, 1), "SAME")))
+
+        return lambda w, w2, x: jnp.sum(jax.grad(d, argnums=2)(w, w2, x) ** 2)
+
+    g_fast = jax.grad(r1(_fast), argnums=(0, 1))(w, w2, x)
+    g_ref = jax.grad(r1(_ref), argnums=(0, 1))(w, w2, x)
+    for a, b in zip(g_fast, g_ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6 * float(jnp.max(jnp.abs(b))))
+
+    tangents = (jnp.cos(x), jnp.sin(w))
+    _, t_fast = jax.jvp(lambda x, w: _fast(x, w, (1, 1), "SAME"), (x, w), tangents)
+    _, t_ref = jax.jvp(lambda x, w: _ref(x, w, (1, 1), "SAME"), (x, w), tangents)
+    np.testing.assert_allclose(t_fast, t_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_winograd_input_tiles_are_the_transformed_4x4_tiles():
+    """``V[a][c]`` at tile ``(n, p, q)`` is ``(B^T d B)[a, c]`` of the 4x4 window of the
+    1-padded input at ``(2 p, 2 q)``, computed here with numpy from the definition."""
+    x = np.asarray(jax.random.normal(jax.random.key(4), (2, 6, 4, 3)))
+    v = layers.winograd_input_tiles(jnp.asarray(x))
+    bt = np.array(layers._WG_BT, np.float64)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    for n, p, q in [(0, 0, 0), (1, 2, 1), (0, 1, 1), (1, 0, 1)]:
+        d = xp[n, 2 * p : 2 * p + 4, 2 * q : 2 * q + 4, :]  # (4, 4, c)
+        want = np.einsum("ai,ijc,kj->akc", bt, d, bt)
+        t = (n * 3 + p) * 2 + q
+        got = np.stack([np.stack([np.asarray(v[a][k][t]) for k in range(4)]) for a in range(4)])
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_winograd_kernel_gradient_is_sixteen_canonical_matmuls(monkeypatch):
+    """The Winograd kernel gradient is 16 ``(co, T) x (T, ci)`` dots over the T = b h w / 4
+    tiles, none contracting a leading axis after compilation; ``JAXDIFF_WINOGRAD_GRAD=off``
+    and inputs under 16x16 or of odd size keep the nine per-tap dots."""
+    x, w, _ = _data(3, (16, 16))
+    t, ci, co = 2 * 8 * 8, 3, 4
+
+    def dots(x, w):
+        f = jax.jit(jax.grad(lambda w: jnp.sum(_fast(x, w, (1, 1), "SAME") ** 2)))
+        lowered = f.lower(w)
+        return re.findall(r"stablehlo\.dot_general .*", lowered.as_text()), lowered
+
+    found, lowered = dots(x, w)
+    assert len(found) == 16
+    for dot in found:
+        assert "contracting_dims = [1] x [0]" in dot
+        assert f"(tensor<{co}x{t}xf32>, tensor<{t}x{ci}xf32>)" in dot
+    compiled = re.findall(r" dot\(.*", lowered.compile().as_text())
+    assert compiled and all("lhs_contracting_dims={1}" in d for d in compiled)
+
+    assert len(dots(*_data(3, (14, 14))[:2])[0]) == 9  # 196 pixels < 256
+    assert len(dots(*_data(3, (16, 17))[:2])[0]) == 9  # odd width
+    monkeypatch.setenv("JAXDIFF_WINOGRAD_GRAD", "off")
+    assert len(dots(x, w)[0]) == 9
