@@ -56,9 +56,9 @@ SQRT2 = float(np.sqrt(2.0))
 # entry of the 4x4 transformed tile) and the 2x2 output tiles ``A^T M A``. Its transpose, the
 # kernel gradient, is sixteen ``(co, T) x (T, ci)`` matmuls over the T = b h w / 4 tiles: 16/36
 # of the per-tap form's multiply-adds (4 per output pixel instead of 9), on canonical YNNPACK
-# dots (measured alone, batch 8, forward + kernel gradient of one layer's kernel gradient:
-# 32x32 128 -> 128 20.9 -> 14.3 ms, 256 -> 128 38.2 -> 23.1 ms, 16x16 512 -> 256 25.5 -> 11.9
-# ms; at 8x8, 2.6 against 2.8 ms, so smaller inputs keep the per-tap form). Float32 rounding
+# dots (one layer's kernel gradient alone, batch 8: 32x32 128 -> 128 20.8 -> 12.9 ms, 256 -> 128
+# 38.8 -> 23.9 ms, 16x16 256 -> 256 9.1 -> 7.5 ms; at 8x8 2.7 ms either way, so smaller inputs
+# keep the per-tap form; DDPM++'s step 1.107x). Float32 rounding
 # differs from the per-tap sum by ~1e-6 relative (the transforms' entries are 0, +-1, +-1/2).
 # ``JAXDIFF_WINOGRAD_GRAD``: ``auto`` (default: on the CPU backend only), ``on`` or ``off``.
 
