@@ -16,6 +16,9 @@ call's excess (the bare step: lowering + compilation). TFLOP/step is XLA's count
 bare step (lowered for the CPU where the accelerator reports none); with ``--peak-tflops`` (the
 chip's peak at the measured precision) the MFU of each row is ``flops / (seconds * peak)``.
 
+``--trace DIR``: two calls of the first ``--jitted`` trainer row of each config traced with
+``jax.profiler`` into ``DIR/CONFIG-bBATCH-nK`` (``experiments/trace_summary.py`` reads them).
+
 ``--host-malloc default`` leaves glibc's malloc settings alone; by default the freed host heap is
 kept between steps as the command line keeps it (``jaxdiff/hostmem.py``: XLA's CPU temporaries are
 otherwise faulted in afresh every step).
@@ -29,7 +32,7 @@ depend on the step number (``lax.cond``).
 
     python experiments/train_throughput.py [--configs ddpmpp cld ddgan lsgm] [--batch 8]
         [--reps 2] [--jitted 1 5] [--precision float32] [--loop auto] [--peak-tflops T]
-        [--no-fwd-bwd] [--json rows.json] [--host-malloc keep|default]
+        [--no-fwd-bwd] [--json rows.json] [--trace DIR] [--host-malloc keep|default]
     python experiments/train_throughput.py --toy [--steps 400]
 """
 
@@ -177,6 +180,16 @@ def _trainer_call(method, host_state, x, n: int, loop_mode: str):
     return call, fn
 
 
+def _trace(call, trace_dir: str, calls: int = 2) -> None:
+    """``calls`` calls of ``call`` under ``jax.profiler.trace`` (Perfetto JSON in ``trace_dir``;
+    ``experiments/trace_summary.py`` sums its device kernels)."""
+    import jax
+
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+        for _ in range(calls):
+            jax.block_until_ready(call())
+
+
 def run(name: str, args):
     """Yields one row (a dict) per measurement, as soon as it is measured."""
     import jax
@@ -204,6 +217,8 @@ def run(name: str, args):
         trainer, fn = _trainer_call(method, host_state, x, n, args.loop)
         first, med = _timed(trainer, args.reps)
         how = fn.steps_loop
+        if args.trace and n == args.jitted[0]:
+            _trace(trainer, os.path.join(args.trace, f"{name}-b{args.batch}-n{n}"))
         del trainer, fn
         hostmem.release()
         yield dict(
@@ -313,6 +328,7 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=0.0, help="peak TFLOP/s for the MFU")
     ap.add_argument("--no-fwd-bwd", dest="fwd_bwd", action="store_false", help="skip fwd+bwd")
     ap.add_argument("--json", default="", help="also write the rows to this JSON file")
+    ap.add_argument("--trace", default="", help="trace 2 trainer calls of the first --jitted here")
     ap.add_argument(
         "--host-malloc",
         default="keep",
