@@ -19,6 +19,8 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
+from jaxdiff import rng
+
 Dtype = Any
 SQRT2 = float(np.sqrt(2.0))
 
@@ -360,10 +362,11 @@ def dense(
 
 
 def dropout(x: Array, rate: float, key: jax.Array | None) -> Array:
-    """Inverted dropout; identity when ``key`` is None or ``rate == 0``."""
+    """Inverted dropout (mask: :func:`jaxdiff.rng.dropout_keep`); identity when ``key`` is None
+    or ``rate == 0``."""
     if key is None or rate <= 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    keep = rng.dropout_keep(key, rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
 
 
