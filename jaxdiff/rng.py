@@ -66,7 +66,7 @@ def fold_in(key: Array, data: int | Array) -> Array:
 # Dropout masks from a counter-based hash (issue #13)
 
 # Threefry-2x32's rotation distances, round r uses ROTATIONS[r % 8] (Salmon et al. 2011,
-# "Parallel random numbers: as easy as 1, 2, 3", Table 4); the key schedule's parity constant.
+# "Parallel random numbers: as easy as 1, 2, 3"); the key schedule's parity constant.
 THREEFRY_ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
 THREEFRY_PARITY = 0x1BD11BDA
 
