@@ -26,6 +26,8 @@ import json
 import os
 import re
 
+from profile_step import RUNTIME  # the CPU runtime's own frames, not XLA ops
+
 KINDS = (
     ("conv/matmul", r"xmma|gemm|cutlass|cudnn|conv|wgmma|sm90|sm80|dgrad|wgrad|fprop|cublas|dot"),
     ("reduction", r"reduce|reduction"),
@@ -82,8 +84,7 @@ def summarise(events: list[dict], calls: int, top: int) -> None:
             ops = [e for e in ops if (e["pid"], e["tid"]) in streams]
     else:
         print("no device process: summing the host's XLA ops")
-        skip = ("$", "ThunkExecutor", "Pjit", "PjRt", "Thunk", "Threadpool", "Wait for")
-        ops = [e for e in ops if not e["name"].startswith(skip)]
+        ops = [e for e in ops if not e["name"].startswith(RUNTIME)]
     if not ops:
         raise SystemExit("no op events in the trace")
     span = (max(e["ts"] + e["dur"] for e in ops) - min(e["ts"] for e in ops)) / 1e3

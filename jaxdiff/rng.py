@@ -118,9 +118,10 @@ def dropout_keep(key: Array, rate: float, shape: tuple[int, ...]) -> Array:
     grid = lead + (-(-c // 4),)
     if key.shape or str(jax.random.key_impl(key)) != "threefry2x32" or np.prod(grid) >= 2**32:
         return jax.random.bernoulli(key, 1.0 - rate, shape)
-    counter = jnp.zeros(grid, jnp.uint32)
-    for axis, stride in enumerate(np.cumprod((grid + (1,))[:0:-1])[::-1]):
-        counter = counter + jax.lax.broadcasted_iota(jnp.uint32, grid, axis) * np.uint32(stride)
+    counter = jnp.zeros(grid, jnp.uint32)  # row-major index, as a sum of per-axis iotas
+    for axis in range(len(grid)):
+        stride = np.uint32(np.prod(grid[axis + 1 :]))
+        counter = counter + jax.lax.broadcasted_iota(jnp.uint32, grid, axis) * stride
     k = jax.random.key_data(key)
     w1, w2 = threefry2x32((k[0], k[1]), (jnp.zeros(grid, jnp.uint32), counter))
     low, threshold = np.uint32(0xFFFF), np.uint32(round(rate * 65536))
