@@ -13,7 +13,9 @@ the first variant.
 
 A variant is a name and environment settings read when the step is traced (``--variant NAME
 VAR=VALUE ...``, e.g. ``JAXDIFF_WINOGRAD_GRAD``, ``JAXDIFF_CONV_GRAD``,
-``JAXDIFF_FUSION_BARRIER``), or an entry of ``VARIANTS = {name: patch}`` in ``--variants-file``,
+``JAXDIFF_FUSION_BARRIER``) or XLA compiler options for its compile alone (a setting whose name
+starts with ``xla_``, e.g. ``xla_cpu_enable_fast_math=true``: what ``XLA_FLAGS`` would set for the
+whole process), or an entry of ``VARIANTS = {name: patch}`` in ``--variants-file``,
 where ``patch()`` changes what it likes (a module function, for an ablation: e.g. a tangent
 replaced by zeros, to see what a computation costs inside the step; the profiler's per-op times
 overstate ops that share the cores) and returns a function that undoes it.
@@ -35,12 +37,22 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 
-def _env_patch(settings: list[str]) -> Callable[[], Callable[[], None]]:
-    pairs = []
+def _split_settings(settings: list[str]) -> tuple[list[tuple[str, str]], dict]:
+    """``VAR=VALUE`` settings: (environment pairs, XLA compiler options named ``xla_...``)."""
+    pairs, options = [], {}
     for s in settings:
         if "=" not in s:
             raise SystemExit(f"--variant settings are VAR=VALUE, not {s!r}")
-        pairs.append(tuple(s.split("=", 1)))
+        k, v = s.split("=", 1)
+        if k.startswith("xla_"):  # typed as XLA's option parser wants them
+            low = v.lower()
+            options[k] = low == "true" if low in ("true", "false") else int(v) if v.isdigit() else v
+        else:
+            pairs.append((k, v))
+    return pairs, options
+
+
+def _env_patch(pairs: list[tuple[str, str]]) -> Callable[[], Callable[[], None]]:
 
     def patch():
         old = {k: os.environ.get(k) for k, _ in pairs}
@@ -69,8 +81,10 @@ def main() -> None:
     a = ap.parse_args()
 
     variants: dict[str, Callable] = {}
+    options: dict[str, dict] = {}
     for name, *settings in a.variant:
-        variants[name] = _env_patch(settings)
+        pairs, options[name] = _split_settings(settings)
+        variants[name] = _env_patch(pairs)
     if a.variants_file:
         ns: dict = {}
         with open(a.variants_file) as f:
@@ -95,8 +109,10 @@ def main() -> None:
         try:
             step = jax.jit(functools.partial(optimizer_step, method, settings=StepSettings()))
             t = time.perf_counter()
-            compiled[name] = step.lower(state, {"x": x}, jax.random.key(2)).compile()
-            print(f"# {name}: compiled in {time.perf_counter() - t:.1f} s", flush=True)
+            lowered = step.lower(state, {"x": x}, jax.random.key(2))
+            compiled[name] = lowered.compile(compiler_options=options.get(name) or None)
+            extra = f" with {options[name]}" if options.get(name) else ""
+            print(f"# {name}: compiled in {time.perf_counter() - t:.1f} s{extra}", flush=True)
         finally:
             undo()
 

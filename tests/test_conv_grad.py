@@ -1,7 +1,9 @@
-"""``layers.conv2d``: XLA's convolution with a matmul (im2col) kernel gradient on the CPU.
+"""``layers.conv2d``: XLA's convolution with a matmul (im2col) kernel gradient on the CPU, and
+Winograd's F(2x2, 3x3) for the 3x3, stride-1 layers of inputs of >= 16x16 pixels.
 
-The value must be bit-identical to ``lax.conv_general_dilated``; first and second reverse-mode
-derivatives and forward-mode tangents equal to float rounding (issue #13).
+The value must be bit-identical to ``lax.conv_general_dilated`` (equal to float rounding where
+the value is Winograd's); first and second reverse-mode derivatives and forward-mode tangents
+equal to float rounding (issue #13).
 """
 
 import re
@@ -128,13 +130,26 @@ def test_nnx_conv_uses_it():
 WINO = [(16, 16), (16, 18), (20, 16)]
 
 
+@pytest.mark.parametrize("conv_mode", ["on", "off"])
 @pytest.mark.parametrize("hw", WINO)
-def test_winograd_kernel_gradient_matches_the_convolution(hw):
-    """First and second (R1) reverse-mode derivatives and forward-mode tangents of the Winograd
-    path equal XLA's convolution's to float rounding; the value stays bit-identical."""
+def test_winograd_matches_the_convolution(hw, conv_mode, monkeypatch):
+    """Value, first and second (R1) reverse-mode derivatives and forward-mode tangents of the
+    Winograd paths equal XLA's convolution's to float rounding: the kernel gradient always, the
+    value and the input gradient with ``JAXDIFF_WINOGRAD_CONV`` on (off: XLA's, the value
+    bit-identical)."""
+    monkeypatch.setenv("JAXDIFF_WINOGRAD_CONV", conv_mode)
     x, w, w2 = _data(3, hw)
     assert layers._winograd_applies(x.shape, w.shape, (1, 1), ((1, 1), (1, 1)))
-    np.testing.assert_array_equal(_fast(x, w, (1, 1), "SAME"), _ref(x, w, (1, 1), "SAME"))
+    assert layers._winograd_conv_applies(x.shape, w.shape, (1, 1), ((1, 1), (1, 1))) == (
+        conv_mode == "on"
+    )
+    y, y_ref = _fast(x, w, (1, 1), "SAME"), _ref(x, w, (1, 1), "SAME")
+    if conv_mode == "off":
+        np.testing.assert_array_equal(y, y_ref)
+    else:  # 27-term sums (~6 here); the transforms' entries are 0, +-1, +-1/2
+        scale = float(jnp.max(jnp.abs(y_ref)))
+        np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-6 * scale)
+        assert not np.array_equal(y, y_ref)  # the Winograd path did run
 
     def loss(conv):
         return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (1, 1), "SAME")))
@@ -162,6 +177,38 @@ def test_winograd_kernel_gradient_matches_the_convolution(hw):
     np.testing.assert_allclose(t_fast, t_ref, rtol=1e-5, atol=1e-5)
 
 
+def test_winograd_conv_is_matmuls_only():
+    """With the Winograd value and input gradient, the layer's value and both gradients contain
+    no convolution: sixteen ``(T, ci) x (ci, co)`` dots for the value, sixteen ``(T, co) x (co,
+    ci)`` for the input gradient (the transposed tangent transposed back), sixteen ``(co, T) x
+    (T, ci)`` for the kernel gradient; all canonical (left operand contracting its last axis)
+    after compilation. Odd sizes and inputs under 16x16 keep XLA's convolution."""
+    x, w, _ = _data(3, (16, 16))
+    t, ci, co = 2 * 8 * 8, 3, 4
+    g = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(_fast(x, w, (1, 1), "SAME"))), (0, 1)))
+    lowered = g.lower(x, w)
+    text = lowered.as_text()
+    assert "stablehlo.convolution" not in text
+    dots = re.findall(r"stablehlo\.dot_general .*", text)
+    assert len(dots) == 48
+    forms = [  # value, input gradient, kernel gradient
+        f"(tensor<{t}x{ci}xf32>, tensor<{ci}x{co}xf32>)",
+        f"(tensor<{t}x{co}xf32>, tensor<{co}x{ci}xf32>)",
+        f"(tensor<{co}x{t}xf32>, tensor<{t}x{ci}xf32>)",
+    ]
+    for form in forms:
+        assert sum(form in d and "contracting_dims = [1] x [0]" in d for d in dots) == 16, form
+    compiled = re.findall(r" dot\(.*", lowered.compile().as_text())
+    assert compiled and all("lhs_contracting_dims={1}" in d for d in compiled)
+
+    for hw in [(14, 14), (16, 17)]:  # 196 pixels < 256; odd width
+        x_other = _data(3, hw)[0]
+        assert (
+            "stablehlo.convolution"
+            in jax.jit(_fast, static_argnums=(2, 3)).lower(x_other, w, (1, 1), "SAME").as_text()
+        )
+
+
 def test_winograd_input_tiles_are_the_transformed_4x4_tiles():
     """``V[a][c]`` at tile ``(n, p, q)`` is ``(B^T d B)[a, c]`` of the 4x4 window of the
     1-padded input at ``(2 p, 2 q)``, computed here with numpy from the definition."""
@@ -181,6 +228,7 @@ def test_winograd_kernel_gradient_is_sixteen_canonical_matmuls(monkeypatch):
     """The Winograd kernel gradient is 16 ``(co, T) x (T, ci)`` dots over the T = b h w / 4
     tiles, none contracting a leading axis after compilation; ``JAXDIFF_WINOGRAD_GRAD=off``
     and inputs under 16x16 or of odd size keep the nine per-tap dots."""
+    monkeypatch.setenv("JAXDIFF_WINOGRAD_CONV", "off")  # the value by XLA's convolution
     x, w, _ = _data(3, (16, 16))
     t, ci, co = 2 * 8 * 8, 3, 4
 
