@@ -10,6 +10,8 @@ to float rounding against the fused programs (XLA may fuse a multi-step program 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,7 @@ import optax
 import pytest
 
 from jaxdiff.build import build_data, build_method
+from jaxdiff.nets import layers
 from jaxdiff.train import loop, parallel
 from jaxdiff.train.protocol import Method, PhaseGrads
 from jaxdiff.train.state import create_state
@@ -67,10 +70,19 @@ class ConvDenoiser(Method):
         return y + self.net(params, y), jnp.asarray(1, jnp.int32)
 
 
-def _conv_case():
-    method = ConvDenoiser()
+class WinogradDenoiser(ConvDenoiser):
+    """The same net through ``layers.conv2d`` on 16x16 images: on the CPU both layers are
+    Winograd matmuls, and the step's program has no convolution op at all."""
+
+    def net(self, params, x):
+        conv = functools.partial(layers.conv2d, padding="SAME")
+        return conv(jnp.tanh(conv(x, params["w1"])), params["w2"])
+
+
+def _conv_case(method=None, hw=8):
+    method = method or ConvDenoiser()
     rs = np.random.default_rng(0)
-    images = rs.uniform(-1, 1, (12, 16, 8, 8, 1)).astype(np.float32)
+    images = rs.uniform(-1, 1, (12, 16, hw, hw, 1)).astype(np.float32)
     return method, lambda step: {"x": images[step]}
 
 
@@ -123,6 +135,12 @@ def test_cpu_dispatches_convolutional_steps_and_fuses_the_others():
     conv, conv_batch = _conv_case()
     mlp, mlp_batch = _mlp_case()
     assert _choice(conv, conv_batch, 3) == "dispatch"
+    wino, wino_batch = _conv_case(WinogradDenoiser(), hw=16)
+    state = wino.init(jax.random.key(0), wino_batch(0))
+    keys = jax.random.split(jax.random.key(1), 16)
+    lowered = jax.jit(wino.grads, static_argnums=0).lower("net", state, wino_batch(0), keys)
+    assert "convolution" not in lowered.as_text()  # only matmuls: found by its name
+    assert _choice(wino, wino_batch, 3) == "dispatch"
     assert _choice(mlp, mlp_batch, 3) == "unroll"
     assert _choice(mlp, mlp_batch, 10) == "scan"
     assert _choice(mlp, mlp_batch, 1) == "dispatch"  # one step: its own program

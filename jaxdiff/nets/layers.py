@@ -209,7 +209,14 @@ def winograd_conv(
     """The 3x3, stride 1, pad 1 correlation (``lax.conv_general_dilated``, NHWC / HWIO) by
     F(2x2, 3x3): sixteen ``(T, ci) x (ci, co)`` matmuls ``M_k = V_k U_k`` over the T = b h w / 4
     input tiles, then the 2x2 output tiles ``A^T M A``; ``h``, ``w`` even. Equal to XLA's
-    convolution to float rounding. ``p``: a runtime scalar for the kernel's conditional."""
+    convolution to float rounding. ``p``: a runtime scalar for the kernel's conditional. Named
+    ``winograd_conv`` in the program's metadata: the trainer looks for it (or a convolution)
+    to choose how a CPU step is looped (``train.loop``)."""
+    with jax.named_scope("winograd_conv"):
+        return _winograd_conv(x, w, p)
+
+
+def _winograd_conv(x: Array, w: Array, p: Array) -> Array:
     b, h, wd, _ = x.shape
     co = w.shape[-1]
     v = winograd_input_tiles(x)

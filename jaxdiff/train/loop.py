@@ -135,8 +135,12 @@ class TrainFn:
         if self.steps_loop is None:
             convolutional = False
             if self.n_steps > 1 and jax.default_backend() == "cpu":
-                text = self._one.lower(state, batch, base_key).as_text()
-                convolutional = "convolution" in text
+                # a convolution op, or one computed by Winograd matmuls (layers.winograd_conv,
+                # found by its name in the ops' locations)
+                lowered = self._one.lower(state, batch, base_key)
+                convolutional = "stablehlo.convolution" in lowered.as_text() or (
+                    "winograd_conv" in lowered.as_text(debug_info=True)
+                )
             self.steps_loop = self.settings.steps_loop(self.n_steps, convolutional)
         return self.steps_loop
 
