@@ -53,7 +53,6 @@ def _split_settings(settings: list[str]) -> tuple[list[tuple[str, str]], dict]:
 
 
 def _env_patch(pairs: list[tuple[str, str]]) -> Callable[[], Callable[[], None]]:
-
     def patch():
         old = {k: os.environ.get(k) for k, _ in pairs}
         os.environ.update(dict(pairs))

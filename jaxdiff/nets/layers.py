@@ -68,11 +68,11 @@ SQRT2 = float(np.sqrt(2.0))
 # The same layers' value and input gradient are F(2x2, 3x3) too (``winograd_conv``): sixteen
 # ``(T, ci) x (ci, co)`` matmuls on the transformed tiles instead of XLA's direct convolution
 # (one layer, batch 8, forward + both gradients: 32x32 128 -> 128 19.7 -> 15.3 ms, 16x16 256 ->
-# 256 15.7 -> 13.1 ms, 512 -> 256 31.1 -> 23.8 ms; the DDPM++ step 1.16x). The input tangent is
+# 256 15.7 -> 13.1 ms, 512 -> 256 31.1 -> 23.8 ms; the DDPM++ step 1.15x). The input tangent is
 # written as the transpose of the input gradient's Winograd convolution (``g -> winograd_conv(g,
 # flip(w))``), so reverse mode gets that convolution back; autodiff's own transpose of the
 # forward transforms (pads and scattered adds) was slower than XLA's. The value then differs from
-# XLA's convolution by float rounding (~1e-6 of its largest entry) rather than being
+# XLA's convolution by float rounding (~2e-7 of its largest entry) rather than being
 # bit-identical. ``JAXDIFF_WINOGRAD_CONV``: ``auto`` (default: on the CPU backend only), ``on``
 # or ``off`` (XLA's convolution for the value and the input gradient).
 
@@ -212,24 +212,20 @@ def winograd_conv(
     convolution to float rounding. ``p``: a runtime scalar for the kernel's conditional. Named
     ``winograd_conv`` in the program's metadata: the trainer looks for it (or a convolution)
     to choose how a CPU step is looped (``train.loop``)."""
-    with jax.named_scope("winograd_conv"):
-        return _winograd_conv(x, w, p)
-
-
-def _winograd_conv(x: Array, w: Array, p: Array) -> Array:
     b, h, wd, _ = x.shape
     co = w.shape[-1]
-    v = winograd_input_tiles(x)
-    u = winograd_kernel(w, p)
-    m = [[v[a][k] @ u[a, k] for k in range(4)] for a in range(4)]  # (T, co) each
-    out_rows = [
-        [_combine(_WG_AT[r], [m[a][k] for a in range(4)]) for k in range(4)] for r in range(2)
-    ]
-    y = jnp.stack(
-        [jnp.stack([_combine(_WG_AT[s], out_rows[r]) for s in range(2)]) for r in range(2)]
-    )  # (r, s, T, co): output pixel (2 p + r, 2 q + s) of tile (n, p, q)
-    y = y.reshape(2, 2, b, h // 2, wd // 2, co)
-    return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, h, wd, co)
+    with jax.named_scope("winograd_conv"):
+        v = winograd_input_tiles(x)
+        u = winograd_kernel(w, p)
+        m = [[v[a][k] @ u[a, k] for k in range(4)] for a in range(4)]  # (T, co) each
+        out_rows = [
+            [_combine(_WG_AT[r], [m[a][k] for a in range(4)]) for k in range(4)] for r in range(2)
+        ]
+        y = jnp.stack(
+            [jnp.stack([_combine(_WG_AT[s], out_rows[r]) for s in range(2)]) for r in range(2)]
+        )  # (r, s, T, co): output pixel (2 p + r, 2 q + s) of tile (n, p, q)
+        y = y.reshape(2, 2, b, h // 2, wd // 2, co)
+        return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, h, wd, co)
 
 
 def _winograd_input_tangent(dx: Array, w: Array, p: Array) -> Array:

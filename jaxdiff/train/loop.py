@@ -137,10 +137,8 @@ class TrainFn:
             if self.n_steps > 1 and jax.default_backend() == "cpu":
                 # a convolution op, or one computed by Winograd matmuls (layers.winograd_conv,
                 # found by its name in the ops' locations)
-                lowered = self._one.lower(state, batch, base_key)
-                convolutional = "stablehlo.convolution" in lowered.as_text() or (
-                    "winograd_conv" in lowered.as_text(debug_info=True)
-                )
+                text = self._one.lower(state, batch, base_key).as_text(debug_info=True)
+                convolutional = "stablehlo.convolution" in text or "winograd_conv" in text
             self.steps_loop = self.settings.steps_loop(self.n_steps, convolutional)
         return self.steps_loop
 
